@@ -1,0 +1,1 @@
+"""lc-lightning: training CNNs with linear combinations of (frozen) random convolution filters."""

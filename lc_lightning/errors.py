@@ -1,0 +1,13 @@
+"""Errors caused by the user's input; ``lc-train`` prints them without a traceback."""
+
+
+class UserInputError(Exception):
+    """Input the user can fix: the message says what is wrong and what to do."""
+
+
+class DatasetNotFoundError(UserInputError, FileNotFoundError):
+    """A dataset is not where the configuration says; the message names the path and the fix."""
+
+
+class InvalidArgumentError(UserInputError, ValueError):
+    """An argument outside its valid range (an expansion of 0, an unknown init name...)."""

@@ -1,0 +1,144 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lc_lightning.callbacks import FreezeSpatialConvs
+from lc_lightning.cli import build_cli, main
+from lc_lightning.nn import LCConv2d
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ALL_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
+
+
+def printed_config(capsys, *args: str) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--print_config"])
+    assert exit_info.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_is_accepted(config, capsys):
+    printed = printed_config(capsys, "--config", str(config))
+    assert printed["model"]["network"]["class_path"].startswith("lc_lightning.models.")
+    assert printed["data"]["class_path"].startswith("lc_lightning.data.")
+
+
+def test_cifar10_e32_prints_the_complete_paper_recipe(capsys):
+    printed = printed_config(capsys, "--config", str(CONFIGS / "cifar10_e32.yaml"))
+    assert printed["seed_everything"] == 0
+    assert printed["model"]["network"]["init_args"] == {
+        "depth": 20, "width": 16, "kernel_size": 3, "expansion": 32, "init": "kaiming_uniform",
+    }  # fmt: skip
+    recipe = {key: printed["model"][key] for key in ("lr", "momentum", "nesterov", "weight_decay", "label_smoothing")}
+    assert recipe == {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01, "label_smoothing": 0.1}
+    assert printed["trainer"]["max_epochs"] == 75 and printed["trainer"]["precision"] == "bf16-mixed"
+    assert [c["class_path"] for c in printed["trainer"]["callbacks"]] == ["lc_lightning.callbacks.FreezeSpatialConvs"]
+    assert printed["data"]["init_args"]["batch_size"] == 256
+    assert printed["checkpoint"]["save_last"] is True
+    assert printed["lr_monitor"]["logging_interval"] == "step"
+
+
+def tiny_cifar_args(root: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(CONFIGS / "cifar10_e32.yaml"), "--trainer.accelerator=cpu",
+        f"--data.data_dir={root}", "--data.download=false", "--data.num_workers=0", "--data.batch_size=8",
+        "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1", *extra,
+    ]  # fmt: skip
+
+
+def test_cifar10_e32_trains_with_fast_dev_run_on_tiny_cifar10(tiny_cifar10, tmp_path, monkeypatch):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["fit", *tiny_cifar_args(root, "--trainer.fast_dev_run=true")])
+    assert cli.trainer.global_step == 1
+    blocks = [m for m in cli.model.modules() if isinstance(m, LCConv2d)]
+    assert len(blocks) == 19 and {b.expansion for b in blocks} == {32}
+    assert any(isinstance(c, FreezeSpatialConvs) for c in cli.trainer.callbacks)
+    assert all(not b.spatial.weight.requires_grad and b.pointwise.weight.requires_grad for b in blocks)
+    assert cli.model.hparams.num_classes == 10 and cli.model.mean.shape == (1, 3, 1, 1)
+
+
+def test_a_short_run_logs_checkpoints_and_validates_from_the_checkpoint(tiny_cifar10, tmp_path, monkeypatch):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    small = [
+        "--model.network.init_args.depth=8",
+        "--model.network.init_args.expansion=2",
+        "--trainer.precision=32-true",
+    ]
+    build_cli(["fit", *tiny_cifar_args(root, *small, "--trainer.max_epochs=2")])
+    run_dir = tmp_path / "logs" / "cifar10_e32" / "version_0"
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "train/acc_step", "val/loss", "val/acc", "lr-SGD"} <= scalars
+    lrs = [event.value for event in events.Scalars("lr-SGD")]
+    assert lrs[0] == pytest.approx(0.01) and lrs == sorted(lrs, reverse=True)  # cosine decay per step
+    logged_acc = events.Scalars("val/acc")[-1].value
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    cli = build_cli(["validate", *tiny_cifar_args(root, *small, f"--ckpt_path={ckpt}")])
+    assert cli.trainer.callback_metrics["val/acc"].item() == pytest.approx(logged_acc)
+
+
+def run_lc_train(*args: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "lc-train"), *args]  # the installed console script
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.lrr=0.1"], "lrr"),
+        (["--model.network.init_args.init=he"], "he"),
+        (["--model.network.init_args.expansion=0"], "expansion must be an integer >= 1"),
+        (["--model.network.init_args.expansion=-3"], "expansion must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_a_clear_message(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_lc_train("fit", "--config", str(CONFIGS / "cifar10_e32.yaml"), *args, "--trainer.fast_dev_run=true")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_key_in_a_config_file_is_reported(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text((CONFIGS / "cifar10_e32.yaml").read_text().replace("weight_decay:", "weight_decau:"))
+    result = run_lc_train("fit", "--config", str(config), "--print_config")
+    assert result.returncode != 0 and "weight_decau" in result.stderr
+
+
+def test_unknown_init_lists_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "cifar10_e32.yaml"),
+                "--model.network.init_args.init=he",
+                "--print_config",
+            ]
+        )
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "'he'" in err or '"he"' in err or " he" in err
+    assert "kaiming_uniform" in err and "ternary" in err
+
+
+def test_missing_dataset_exits_with_the_path_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_lc_train(
+        "fit", "--config", str(CONFIGS / "cifar10_e32.yaml"), f"--data.data_dir={tmp_path / 'no-data'}",
+        "--data.download=false", "--trainer.accelerator=cpu", "--trainer.fast_dev_run=true",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{tmp_path / 'no-data' / 'cifar-10-batches-py'}" in result.stderr
+    assert "--data.download=true" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from lc_lightning.models import CifarResNet
+from lc_lightning.nn import LCConv2d, spatial_convs
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_resnet20_baseline_has_the_option_b_parameter_count():
+    # The standard CIFAR ResNet-20 (He et al.) has 269,722 parameters with option-A (parameter
+    # free) shortcuts. Option B adds two 1x1 shortcut convs, 16*32 + 32*64 = 2,560 weights, and
+    # their BNs, 2*32 + 2*64 = 192: 272,474.
+    assert count(CifarResNet(10, 3)) == 272_474
+
+
+@pytest.mark.parametrize("expansion", [1, 4, 32])
+def test_lc_has_e_times_the_spatial_parameters_plus_the_pointwise_ones(expansion):
+    baseline = CifarResNet(10, 3, width=16, depth=20)
+    lc = CifarResNet(10, 3, width=16, depth=20, expansion=expansion)
+    spatial = [conv for _, conv in spatial_convs(baseline)]
+    assert len(spatial) == 19
+    spatial_params = sum(conv.weight.numel() for conv in spatial)
+    pointwise_params = sum(conv.out_channels * expansion * conv.out_channels for conv in spatial)
+    assert count(lc) == count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
+    assert sum(isinstance(m, LCConv2d) for m in lc.modules()) == 19
+
+
+@pytest.mark.parametrize("depth, spatial_layers", [(8, 7), (20, 19), (32, 31), (56, 55)])
+def test_depth_counts_spatial_convs_plus_the_classifier(depth, spatial_layers):
+    assert len(list(spatial_convs(CifarResNet(10, 3, depth=depth)))) == spatial_layers
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 7])
+def test_any_channels_classes_width_and_kernel_size(kernel_size):
+    model = CifarResNet(100, 1, depth=14, width=8, kernel_size=kernel_size, expansion=2)
+    assert model(torch.rand(2, 1, 32, 32)).shape == (2, 100)
+    assert all(conv.kernel_size == (kernel_size, kernel_size) for _, conv in spatial_convs(model))
+    widths = [conv.out_channels for _, conv in spatial_convs(model)]
+    assert widths[0] == 8 * 2 and max(widths) == 32 * 2  # spatial parts hold E * c_out filters
+    assert model.fc.in_features == 32
+
+
+def test_stage_strides_downsample_32_to_8():
+    model = CifarResNet(10, 3)
+    features = model.stages(model.stem(torch.rand(1, 3, 32, 32)))
+    assert features.shape == (1, 64, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"depth": 21}, "depth must be 6n \\+ 2"),
+        ({"depth": 2}, "depth must be 6n \\+ 2"),
+        ({"kernel_size": 4}, "kernel_size must be odd"),
+        ({"expansion": 0}, "expansion must be an integer >= 1"),
+        ({"init": "xavier"}, "unknown spatial init 'xavier'"),
+    ],
+)
+def test_invalid_arguments_are_rejected_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CifarResNet(10, 3, **kwargs)
