@@ -34,7 +34,7 @@ def _kaiming_uniform_bound(weight: torch.Tensor) -> float:
 
 
 def check_init(init: str) -> str:
-    """Return ``init`` if it names a spatial init, else raise an InvalidArgumentError (a ValueError) listing the choices."""
+    """Return ``init`` if it names a spatial init, else raise InvalidArgumentError listing the choices."""
     if init not in SPATIAL_INITS:
         raise InvalidArgumentError(f"unknown spatial init {init!r}; choose one of: {', '.join(SPATIAL_INITS)}")
     return init

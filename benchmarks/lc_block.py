@@ -1,0 +1,112 @@
+"""Training-step time and peak memory of ResNet-LC-20-16xE: folded vs explicit vs baseline.
+
+    python benchmarks/lc_block.py [--device cpu|cuda] [--batch-size 128] [--expansions 1 8 32 128]
+
+Each configuration runs in its own process (fresh allocator, own peak memory): one
+warm-up step, then timed steps (forward + backward + SGD step) until --min-seconds have
+passed (at least one, at most --max-steps); the median is reported, and "x baseline" is
+relative to the plain ResNet-20-16 with every weight learned. Peak memory is the growth of the process's
+peak resident memory over its memory before the first step on CPU, and
+torch.cuda.max_memory_allocated on CUDA: activations, gradients, optimizer state.
+"""
+
+import argparse
+import multiprocessing
+import resource
+import time
+
+import torch
+from torch.nn import functional as F
+
+from lc_lightning.callbacks import FreezeSpatialConvs
+from lc_lightning.models import CifarResNet
+from lc_lightning.nn import set_folded
+
+PATHS = ("baseline", "folded", "explicit")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def measure(config: dict, args: argparse.Namespace, results) -> None:
+    """Run one configuration in this (child) process; put (ms per step, peak MiB) in results."""
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = CifarResNet(10, 3, expansion=config["expansion"]).to(device)
+    if config["expansion"] is not None:
+        set_folded(model, config["path"] == "folded")
+    if config["spatial"] == "frozen":
+        for weight in FreezeSpatialConvs.frozen_weights(model).values():
+            weight.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.01)
+    images = torch.rand(args.batch_size, 3, 32, 32, device=device)
+    labels = torch.randint(0, 10, (args.batch_size,), device=device)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    memory_before = torch.cuda.memory_allocated() if device.type == "cuda" else _rss_bytes()
+    step()
+    times = []
+    while not times or (sum(times) < args.min_seconds and len(times) < args.max_steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() - memory_before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - memory_before
+    results.put((1000 * sorted(times)[len(times) // 2], peak / 2**20))
+
+
+def configurations(expansions: list[int], paths: list[str]) -> list[dict]:
+    rows = [{"expansion": None, "path": "baseline", "spatial": spatial} for spatial in ("learnable", "frozen")]
+    for expansion in expansions:
+        for path in ("folded", "explicit"):
+            for spatial in ("frozen", "learnable"):
+                rows.append({"expansion": expansion, "path": path, "spatial": spatial})
+    return [row for row in rows if row["path"] in paths]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--expansions", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--min-seconds", type=float, default=10.0, help="time at least this long per configuration")
+    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument(
+        "--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which rows (the baseline is always run first)"
+    )
+    args = parser.parse_args()
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"ResNet-LC-20-16xE training step, batch {args.batch_size}, fp32, {name}, torch {torch.__version__}\n")
+    print("| model | E | path | spatial | step [ms] | x baseline | peak memory [MiB] |")
+    print("|---|---|---|---|---|---|---|")
+    context = multiprocessing.get_context("spawn")
+    baseline_ms = None  # the plain, fully learned ResNet-20-16: the first row
+    for config in configurations(args.expansions, ["baseline", *args.paths]):
+        results = context.Queue()
+        process = context.Process(target=measure, args=(config, args, results))
+        process.start()
+        process.join()
+        model = "ResNet-20-16" if config["expansion"] is None else "ResNet-LC-20-16"
+        label = f"| {model} | {config['expansion'] or '-'} | {config['path']} | {config['spatial']} |"
+        if process.exitcode != 0:
+            print(f"{label} failed (exit {process.exitcode}, e.g. out of memory) | | |", flush=True)
+            continue
+        ms, mib = results.get()
+        baseline_ms = baseline_ms or ms
+        print(f"{label} {ms:.1f} | {ms / baseline_ms:.2f} | {mib:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
