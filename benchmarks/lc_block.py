@@ -5,8 +5,8 @@
 Each configuration runs in its own process (fresh allocator, own peak memory): one
 warm-up step, then timed steps (forward + backward + SGD step) until --min-seconds have
 passed (at least one, at most --max-steps); the median is reported, and "x baseline" is
-relative to the plain ResNet-20-16 with every weight learned. Peak memory is the growth of the process's
-peak resident memory over its memory before the first step on CPU, and
+relative to the plain ResNet-20-16 with every weight learned. Peak memory is the growth
+of the process's peak resident memory over its memory before the first step on CPU, and
 torch.cuda.max_memory_allocated on CUDA: activations, gradients, optimizer state.
 """
 

@@ -4,6 +4,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
+
 from lc_lightning.errors import InvalidArgumentError
 
 

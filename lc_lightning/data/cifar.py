@@ -4,8 +4,8 @@ from pathlib import Path
 
 from torchvision import datasets, transforms
 
-from lc_lightning.errors import DatasetNotFoundError
 from lc_lightning.data.base import ImageDataModule
+from lc_lightning.errors import DatasetNotFoundError
 
 
 class CIFAR10DataModule(ImageDataModule):
@@ -20,7 +20,6 @@ class CIFAR10DataModule(ImageDataModule):
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     dataset_class = datasets.CIFAR10
-    folder = "cifar-10-batches-py"
 
     def train_transform(self) -> transforms.Compose:
         return transforms.Compose(
@@ -35,8 +34,9 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             return self.dataset_class(self.data_dir, train=train, transform=transform)
         except RuntimeError as error:
-            path = Path(self.data_dir).resolve() / self.folder
+            folder = self.dataset_class.base_folder
+            path = Path(self.data_dir).resolve() / folder
             raise DatasetNotFoundError(
                 f"{type(self).__name__}: no dataset at {path} ({error}). Pass --data.download=true "
-                f"to download it, or --data.data_dir=DIR for a directory that contains {self.folder}/."
+                f"to download it, or --data.data_dir=DIR for a directory that contains {folder}/."
             ) from error
