@@ -11,3 +11,11 @@ class DatasetNotFoundError(UserInputError, FileNotFoundError):
 
 class InvalidArgumentError(UserInputError, ValueError):
     """An argument outside its valid range (an expansion of 0, an unknown init name...)."""
+
+
+class DatasetLayoutError(UserInputError, ValueError):
+    """A dataset folder is there but not laid out as expected; the message says how to fix it."""
+
+
+class CorruptImageError(UserInputError, OSError):
+    """An image file cannot be decoded; the message names the file."""

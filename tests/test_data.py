@@ -1,13 +1,30 @@
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import FASHION_MNIST_DEBIAN
 
-from lc_lightning.data import CIFAR10DataModule, FashionMNISTDataModule, fashion_mnist
-from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError
+from lc_lightning.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    FashionMNISTDataModule,
+    ImageNetDataModule,
+    SVHNDataModule,
+    fashion_mnist,
+)
+from lc_lightning.errors import CorruptImageError, DatasetLayoutError, DatasetNotFoundError, InvalidArgumentError
+
+
+def assert_batches(data, shape: tuple[int, ...], num_classes: int) -> None:
+    """One batch of each loader: float images in [0, 1] of ``shape``, int64 labels below num_classes."""
+    for loader in (data.train_dataloader(), data.val_dataloader()):
+        images, labels = next(iter(loader))
+        assert images.dtype == torch.float32 and images.shape[1:] == shape
+        assert 0 <= images.min() and images.max() <= 1
+        assert labels.dtype == torch.int64 and 0 <= labels.min() and labels.max() < num_classes
 
 
 def test_cifar10_reads_the_pickles_pixel_for_pixel(tiny_cifar10):
@@ -62,6 +79,123 @@ def test_missing_cifar10_names_the_path_and_the_fix(tmp_path):
     data = CIFAR10DataModule(data_dir=str(tmp_path / "nowhere"))
     with pytest.raises(DatasetNotFoundError, match=r"nowhere/cifar-10-batches-py.*--data.download=true"):
         data.setup("fit")
+
+
+def test_cifar100_reads_the_pickles_with_the_100_fine_labels(tiny_cifar100):
+    root, written = tiny_cifar100
+    data = CIFAR100DataModule(data_dir=str(root), batch_size=16, num_workers=0)
+    data.setup("fit")
+    assert data.num_classes == 100 and len(data.train_set) == 200 and len(data.val_set) == 100
+    pixels, fine_labels = written["test"]
+    for index in (0, 57):
+        image, label = data.val_set[index]
+        expected = torch.from_numpy(pixels[index].reshape(3, 32, 32).astype(np.float32) / 255)
+        torch.testing.assert_close(image, expected)
+        assert label == fine_labels[index]
+    assert sorted(set(data.train_set.targets)) == list(range(100))
+    assert_batches(data, (3, 32, 32), 100)
+
+
+def test_svhn_reads_the_mat_files_and_maps_label_10_to_digit_0(tiny_svhn):
+    root, written = tiny_svhn
+    data = SVHNDataModule(data_dir=str(root), batch_size=8, num_workers=0)
+    data.setup("fit")
+    assert len(data.train_set) == 30 and len(data.val_set) == 20
+    images, file_labels = written["test"]
+    for index in range(20):
+        image, label = data.val_set[index]
+        # X is (row, column, channel, image); the tensor is (channel, row, column).
+        expected = torch.from_numpy(images[..., index].astype(np.float32) / 255).permute(2, 0, 1)
+        torch.testing.assert_close(image, expected)
+        assert label == file_labels[index, 0] % 10  # 1..9 stay, 10 is the digit 0
+    assert sorted(data.train_set.labels.tolist()) == sorted([i % 10 for i in range(30)])
+    assert_batches(data, (3, 32, 32), 10)
+
+
+def test_svhn_extra_is_off_by_default_and_adds_the_extra_split(tiny_svhn):
+    root, _ = tiny_svhn
+    data = SVHNDataModule(data_dir=str(root), extra=True, num_workers=0)
+    data.setup("fit")
+    assert len(data.train_set) == 30 + 10 and len(data.val_set) == 20
+
+
+def test_missing_svhn_names_the_file_and_the_fix(tmp_path):
+    data = SVHNDataModule(data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetNotFoundError, match=r"nowhere/train_32x32.mat.*--data.download=true"):
+        data.setup("fit")
+
+
+def test_imagenet_reads_the_folder_tree_at_224(tiny_imagenet):
+    root, wnids = tiny_imagenet
+    data = ImageNetDataModule(data_dir=str(root), num_classes=3, batch_size=4, num_workers=0)
+    data.setup("fit")
+    assert data.train_set.classes == data.val_set.classes == wnids
+    assert len(data.train_set) == 9 and len(data.val_set) == 6
+    assert sorted(data.val_set.targets) == [0, 0, 1, 1, 2, 2]
+    assert_batches(data, (3, 224, 224), 3)
+    grey, _ = data.val_set[0]  # the first image of each class is a greyscale JPEG
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    # Evaluation: the deterministic Resize(256) + CenterCrop(224); training: random crops.
+    assert torch.equal(data.val_set[3][0], data.val_set[3][0])
+    assert len({data.train_set[4][0].sum().item() for _ in range(5)}) > 1
+
+
+def test_imagenet_cannot_be_downloaded(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="cannot be downloaded"):
+        ImageNetDataModule(data_dir=str(tmp_path), download=True).prepare_data()
+
+
+def test_missing_imagenet_names_the_folder_and_the_layout(tmp_path):
+    data = ImageNetDataModule(data_dir=str(tmp_path / "imagenet"))
+    with pytest.raises(DatasetNotFoundError, match=r"no folder .*imagenet/train.*train/<wnid>/\*.JPEG"):
+        data.setup("fit")
+
+
+def test_imagenet_layout_mistakes_are_named(tiny_imagenet):
+    root, wnids = tiny_imagenet
+    with pytest.raises(DatasetLayoutError, match=r"has 3 class folders, expected 1000.*--data.num_classes=3"):
+        ImageNetDataModule(data_dir=str(root)).setup("fit")
+    # The raw validation archive unpacks into one flat folder of JPEGs.
+    for image in (root / "val" / wnids[0]).iterdir():
+        image.rename(root / "val" / image.name)
+    with pytest.raises(DatasetLayoutError, match=r"val holds 2 files directly.*class folder"):
+        ImageNetDataModule(data_dir=str(root), num_classes=3).setup("validate")
+    (root / "val" / wnids[0]).rmdir()
+    (root / "val" / "n09999999").mkdir()
+    for image in root.glob("val/*.JPEG"):
+        image.rename(root / "val" / "n09999999" / image.name)
+    with pytest.raises(DatasetLayoutError, match=f"need the same class folders.*{wnids[0]}"):
+        ImageNetDataModule(data_dir=str(root), num_classes=3).setup("validate")
+
+
+def test_an_empty_imagenet_class_folder_is_named(tiny_imagenet):
+    root, wnids = tiny_imagenet
+    for image in (root / "train" / wnids[1]).iterdir():
+        image.unlink()
+    with pytest.raises(DatasetLayoutError, match=f"train: Found no valid file for the classes {wnids[1]}"):
+        ImageNetDataModule(data_dir=str(root), num_classes=3).setup("fit")
+
+
+def test_a_corrupt_jpeg_is_named_also_from_a_worker_process(tiny_imagenet):
+    root, wnids = tiny_imagenet
+    corrupt = root / "train" / wnids[2] / f"{wnids[2]}_train_1.JPEG"
+    corrupt.write_bytes(corrupt.read_bytes()[:300])  # truncated
+    data = ImageNetDataModule(data_dir=str(root), num_classes=3, batch_size=9, num_workers=1)
+    data.setup("fit")
+    with pytest.raises(CorruptImageError, match=f"cannot decode image {corrupt}"):
+        next(iter(data.train_dataloader()))
+
+
+def test_automatic_workers_share_the_cores_among_the_processes_of_a_node(monkeypatch):
+    data = CIFAR10DataModule()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert data.workers() == 15
+    data.trainer = SimpleNamespace(num_devices=4)
+    assert data.workers() == 3
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")  # SLURM already gave this task its cores
+    assert data.workers() == 5
+    assert CIFAR10DataModule(num_workers=2).workers() == 2
 
 
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"num_workers": -1}, {"train_subset": 0}])

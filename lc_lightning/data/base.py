@@ -1,11 +1,14 @@
 """The shared base of the image DataModules."""
 
+import os
+from pathlib import Path
+
 import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
-from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError
 
 
 class ImageDataModule(LightningDataModule):
@@ -20,7 +23,10 @@ class ImageDataModule(LightningDataModule):
         data_dir: directory holding the dataset (or receiving it when ``download`` is true).
         download: download the dataset into ``data_dir`` if it is not there (needs internet).
         batch_size: images per batch and process.
-        num_workers: DataLoader worker processes per process (0 loads in the main process).
+        num_workers: DataLoader worker processes per training process (0 loads in the main
+            process). ``None`` picks one per CPU core of this process, less one for the process
+            itself: the cores SLURM gives the task (``SLURM_CPUS_PER_TASK``), else the cores
+            this process may run on divided among the trainer's devices on this node.
         train_subset: train on a fixed random subset of this many images (quick runs).
         val_subset: validate on a fixed random subset of this many images (quick runs).
     """
@@ -35,7 +41,7 @@ class ImageDataModule(LightningDataModule):
         data_dir: str = "data",
         download: bool = False,
         batch_size: int = 256,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         train_subset: int | None = None,
         val_subset: int | None = None,
     ) -> None:
@@ -43,7 +49,7 @@ class ImageDataModule(LightningDataModule):
         for name, value in (("batch_size", batch_size), ("train_subset", train_subset), ("val_subset", val_subset)):
             if value is not None and value < 1:
                 raise InvalidArgumentError(f"{name} must be >= 1, got {value}")
-        if num_workers < 0:
+        if num_workers is not None and num_workers < 0:
             raise InvalidArgumentError(f"num_workers must be >= 0, got {num_workers}")
         self.data_dir = data_dir
         self.download = download
@@ -89,15 +95,40 @@ class ImageDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
 
+    def not_found(self, path: Path, detail: str) -> DatasetNotFoundError:
+        """The error for a dataset missing at ``path``: what is wrong (``detail``) and both fixes."""
+        return DatasetNotFoundError(
+            f"{type(self).__name__}: no dataset at {Path(path).resolve()} ({detail}). Pass "
+            f"--data.download=true to download it, or --data.data_dir=DIR for the directory that holds it."
+        )
+
+    def workers(self) -> int:
+        """The DataLoader workers per process: ``num_workers``, or the automatic choice for ``None``."""
+        if self.num_workers is not None:
+            return self.num_workers
+        if "SLURM_CPUS_PER_TASK" in os.environ:
+            cpus = int(os.environ["SLURM_CPUS_PER_TASK"])
+        else:
+            processes_on_node = self.trainer.num_devices if self.trainer is not None else 1
+            cpus = _usable_cpus() // processes_on_node
+        return max(1, cpus - 1)
+
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        workers = self.workers()
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
+            num_workers=workers,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
         )
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _subset(dataset: Dataset, size: int | None) -> Dataset:

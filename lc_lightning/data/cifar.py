@@ -1,11 +1,10 @@
-"""CIFAR-10 on torchvision's dataset class (the ``cifar-10-batches-py`` pickles)."""
+"""CIFAR-10 and CIFAR-100 on torchvision's dataset classes (the python pickle versions)."""
 
 from pathlib import Path
 
 from torchvision import datasets, transforms
 
 from lc_lightning.data.base import ImageDataModule
-from lc_lightning.errors import DatasetNotFoundError
 
 
 class CIFAR10DataModule(ImageDataModule):
@@ -34,9 +33,17 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             return self.dataset_class(self.data_dir, train=train, transform=transform)
         except RuntimeError as error:
-            folder = self.dataset_class.base_folder
-            path = Path(self.data_dir).resolve() / folder
-            raise DatasetNotFoundError(
-                f"{type(self).__name__}: no dataset at {path} ({error}). Pass --data.download=true "
-                f"to download it, or --data.data_dir=DIR for a directory that contains {folder}/."
-            ) from error
+            raise self.not_found(Path(self.data_dir) / self.dataset_class.base_folder, str(error)) from error
+
+
+class CIFAR100DataModule(CIFAR10DataModule):
+    """CIFAR-100: 50,000 train / 10,000 test RGB images of 32x32, 100 (fine) classes.
+
+    Reads ``<data_dir>/cifar-100-python``, the layout torchvision downloads; the labels are
+    the 100 fine classes. Same augmentation as CIFAR-10.
+    """
+
+    num_classes = 100
+    mean = (0.5071, 0.4865, 0.4409)
+    std = (0.2673, 0.2564, 0.2762)
+    dataset_class = datasets.CIFAR100
