@@ -1,0 +1,75 @@
+"""Any timm CNN, with plain spatial convolutions or LC-Blocks (ResNet-18d-LC of the paper's ImageNet runs)."""
+
+import difflib
+
+import timm
+from torch import nn
+
+from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.nn import SpatialInit, check_expansion, check_init, convert_to_lc, init_spatial_, spatial_convs
+
+
+def _check_model_name(name: str) -> None:
+    """Raise InvalidArgumentError, with close matches, unless timm has an architecture ``name``."""
+    if not timm.is_model(name):
+        suggestions = difflib.get_close_matches(name.lower(), timm.list_models(), n=5)
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        raise InvalidArgumentError(f"unknown timm model {name!r}{hint} (timm.list_models() lists every architecture)")
+
+
+class TimmNet(nn.Module):
+    """A timm model built from scratch (``pretrained=False``); with ``expansion=E`` its spatial convs are LC-Blocks.
+
+    Works for any timm CNN, e.g. the paper's Figure 1 models (resnet18, resnet34, resnet50,
+    resnet101, resnet50d, wide_resnet50_2, resnext50_32x4d, mobilenetv2_100,
+    mobilenetv3_large_100) and resnet18d, the paper's ImageNet model and the default.
+    ``timm.create_model(name, num_classes=num_classes, in_chans=in_channels)`` builds it; it is
+    held as ``model`` and ``forward`` returns its logits.
+
+    ``expansion=None`` keeps plain convolutions (the baseline); an integer E >= 1 turns every
+    dense spatial conv (kernel > 1, groups == 1), the stem included, into an LC-Block of
+    expansion E. Grouped and depthwise convolutions stay plain convolutions; they are spatial,
+    so ``FreezeSpatialConvs`` still freezes them. ``init`` names the random init of every
+    spatial filter in both cases, the plain grouped/depthwise ones included (see
+    ``lc_lightning.nn.init_spatial_``); 1 x 1 convs, BN and the classifier keep timm's init
+    (timm's ResNets zero-initialise the last BN of every residual block).
+
+    Inputs are normalised images of any size timm accepts, CIFAR-sized 32 x 32 included: the
+    ImageNet stem is kept, so the downsampling by 32 of a ResNet leaves 1 x 1 feature maps at
+    32 x 32 (the paper's Figure 1 trains these models on CIFAR-10 this way).
+
+    Raises InvalidArgumentError for an unknown model name (suggesting close matches), an
+    invalid expansion or init, and, with ``expansion`` set, for a model whose dense spatial
+    convs are nn.Conv2d subclasses with their own forward (e.g. ``Conv2dSame`` in the ``tf_*``
+    models, ``StdConv2d``), which cannot become LC-Blocks.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        name: str = "resnet18d",
+        expansion: int | None = None,
+        init: SpatialInit = "kaiming_uniform",
+    ) -> None:
+        super().__init__()
+        if expansion is not None:
+            check_expansion(expansion)
+        check_init(init)
+        _check_model_name(name)
+        self.model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+        # Every spatial conv, grouped and depthwise ones included, gets the named init; with an
+        # expansion the dense ones are then replaced by LC-Blocks whose filters are drawn with it.
+        for _, conv in spatial_convs(self.model):
+            init_spatial_(conv.weight, init)
+        if expansion is not None:
+            try:
+                convert_to_lc(self.model, expansion, init)
+            except TypeError as error:
+                raise InvalidArgumentError(
+                    f"timm model {name!r} cannot have LC-Blocks: {error}; use expansion=None, or a model "
+                    f"built from plain nn.Conv2d (e.g. resnet50 rather than a tf_* variant)"
+                ) from error
+
+    def forward(self, x):
+        return self.model(x)
