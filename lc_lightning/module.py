@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError
 
 NetworkFactory = Callable[[int, int], nn.Module]
@@ -22,13 +23,21 @@ class ImageClassifier(LightningModule):
     in pixel space. Loss: cross-entropy with label smoothing. Optimiser: SGD with (Nesterov)
     momentum and weight decay on every parameter that requires grad (frozen ones are left
     out), learning rate annealed to 0 by a cosine schedule stepped every batch over the
-    whole run. Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (and ``test/*``).
+    whole run. Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` and, with more
+    than 5 classes, ``val/acc_top5`` (and the same ``test/*``).
+    With ``freeze_spatial`` the module brings a ``FreezeSpatialConvs`` callback to the
+    trainer, so the spatial filters stay frozen at their random initialisation.
 
     Args:
         network: builds the network from (num_classes, in_channels), e.g. ``CifarResNet``
             with its other arguments bound (in a config: ``class_path`` + ``init_args``).
         num_classes, in_channels, mean, std: from the DataModule (the CLI links them).
+        freeze_spatial: keep every spatial filter frozen at its random init ("frozen random").
         lr: peak learning rate. momentum, nesterov, weight_decay: SGD's.
+        lr_reference_batch: if set, ``lr`` is the learning rate for a global batch of this
+            many images and is scaled linearly to the actual global batch (batch size per
+            process x processes x gradient accumulation), so one config fits any number of
+            GPUs and nodes. ``None``: ``lr`` is used as it is.
         label_smoothing: of the cross-entropy loss.
     """
 
@@ -39,10 +48,12 @@ class ImageClassifier(LightningModule):
         in_channels: int,
         mean: Sequence[float],
         std: Sequence[float],
+        freeze_spatial: bool = False,
         lr: float = 0.01,
         momentum: float = 0.9,
         nesterov: bool = True,
         weight_decay: float = 0.01,
+        lr_reference_batch: int | None = None,
         label_smoothing: float = 0.1,
     ) -> None:
         super().__init__()
@@ -50,43 +61,68 @@ class ImageClassifier(LightningModule):
             raise InvalidArgumentError(
                 f"mean and std need {in_channels} values (one per channel), got {mean} and {std}"
             )
+        if lr_reference_batch is not None and lr_reference_batch < 1:
+            raise InvalidArgumentError(f"lr_reference_batch must be >= 1, got {lr_reference_batch}")
         self.save_hyperparameters(ignore=["network"])
         self.network = network(num_classes, in_channels)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_metrics = nn.ModuleDict({"acc": MulticlassAccuracy(num_classes, average="micro")})
+        self.val_metrics = _evaluation_metrics(num_classes)
+        self.test_metrics = _evaluation_metrics(num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1] of shape (N, in_channels, H, W)."""
         return self.network((images - self.mean) / self.std)
 
-    def _step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+    def _step(self, batch, stage: str, metrics: nn.ModuleDict) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
         loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
-        accuracy(logits, targets)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
-        self.log(f"{stage}/acc", accuracy, on_step=on_step, on_epoch=True, prog_bar=True)
+        for name, metric in metrics.items():
+            metric(logits, targets)
+            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True, prog_bar=name == "acc")
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_acc)
+        return self._step(batch, "train", self.train_metrics)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
+        self._step(batch, "val", self.val_metrics)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        self._step(batch, "test", self.test_metrics)
+
+    def configure_callbacks(self):
+        return [FreezeSpatialConvs()] if self.hparams.freeze_spatial else []
+
+    def learning_rate(self) -> float:
+        """The peak learning rate of this run: ``lr``, scaled to the global batch if asked to."""
+        hp = self.hparams
+        if hp.lr_reference_batch is None:
+            return hp.lr
+        trainer = self.trainer
+        if getattr(trainer.datamodule, "batch_size", None) is None:
+            raise InvalidArgumentError("lr_reference_batch needs a DataModule with a batch_size to scale lr to")
+        global_batch = trainer.datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        return hp.lr * global_batch / hp.lr_reference_batch
 
     def configure_optimizers(self):
         hp = self.hparams
         trainable = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(
-            trainable, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
+            trainable, lr=self.learning_rate(), momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _evaluation_metrics(num_classes: int) -> nn.ModuleDict:
+    """Top-1 accuracy, and top-5 where there are more than 5 classes (ImageNet's second figure)."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return nn.ModuleDict(metrics)

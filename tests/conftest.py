@@ -1,16 +1,73 @@
+from pathlib import Path
+
+import dataset_files
 import pytest
-from dataset_files import register_cifar10_checksums, write_cifar10
+import yaml
+from torchvision import datasets
+
+from lc_lightning.cli import main
 
 FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_args(path: Path) -> list[str]:
+    """The ``--config``/``--data`` arguments that use the config file at ``path`` as README.md says.
+
+    An experiment in a folder with a ``base.yaml`` comes after that base; a trainer preset
+    after ``cifar10_e32.yaml``; a data piece (the value of ``data``) is given to ``--data``.
+    """
+    relative = path.relative_to(CONFIGS)
+    if relative.parts[0] == "trainer":
+        return ["--config", str(CONFIGS / "cifar10_e32.yaml"), "--config", str(path)]
+    if relative.parts[0] == "data":
+        return ["--config", str(CONFIGS / "table1" / "base.yaml"), "--data", str(path)]
+    base = path.parent / "base.yaml"
+    if base.is_file() and path != base:
+        return ["--config", str(base), "--config", str(path)]
+    return ["--config", str(path)]
+
+
+def printed_config(capsys, *args: str) -> dict:
+    """The configuration ``lc-train fit ARGS --print_config`` prints, as a dict."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--print_config"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    return yaml.safe_load(capsys.readouterr().out)
 
 
 @pytest.fixture
 def tiny_cifar10(tmp_path, monkeypatch):
     """A tiny CIFAR-10 in the real pickle format under tmp_path/cifar; returns (root, arrays)."""
     root = tmp_path / "cifar"
-    written = write_cifar10(root)
-    register_cifar10_checksums(monkeypatch, written["md5"])
+    written = dataset_files.write_cifar10(root)
+    dataset_files.register_checksums(monkeypatch, datasets.CIFAR10, written["md5"])
     return root, written
+
+
+@pytest.fixture
+def tiny_cifar100(tmp_path, monkeypatch):
+    """A tiny CIFAR-100 in the real pickle format under tmp_path/cifar; returns (root, arrays)."""
+    root = tmp_path / "cifar"
+    written = dataset_files.write_cifar100(root)
+    dataset_files.register_checksums(monkeypatch, datasets.CIFAR100, written["md5"])
+    return root, written
+
+
+@pytest.fixture
+def tiny_svhn(tmp_path, monkeypatch):
+    """Tiny SVHN train/test/extra .mat files under tmp_path/svhn; returns (root, arrays)."""
+    root = tmp_path / "svhn"
+    written = dataset_files.write_svhn(root, {"train": 30, "test": 20, "extra": 10})
+    dataset_files.register_svhn_checksums(monkeypatch, written["md5"])
+    return root, written
+
+
+@pytest.fixture
+def tiny_imagenet(tmp_path):
+    """A tiny ImageNet folder tree of JPEGs (3 classes) under tmp_path/imagenet; returns (root, wnids)."""
+    root = tmp_path / "imagenet"
+    return root, dataset_files.write_imagenet(root)
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FASHION_MNIST_DEBIAN
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "fashion_mnist" / "lc_frozen.yaml"
 
 
 @pytest.mark.slow
@@ -21,7 +19,8 @@ def test_lc_frozen_x8_reaches_88_percent_in_3_minutes_on_cpu(tmp_path):
     # stops training at 3 minutes, so a run that needs longer ends without its final
     # validation and fails below. The final validation covers all 10,000 test images.
     command = [
-        str(Path(sys.executable).parent / "lc-train"), "fit", "--config", str(CONFIG),
+        str(Path(sys.executable).parent / "lc-train"), "fit",
+        *config_args(CONFIGS / "table1" / "fashion_mnist_lc_frozen.yaml"),
         "--model.network.init_args.expansion=8", "--trainer.max_epochs=1", "--trainer.max_time=00:00:03:00",
         "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--model.lr=0.05",
         "--data.batch_size=64", "--data.num_workers=1", f"--data.data_dir={FASHION_MNIST_DEBIAN}",
@@ -31,7 +30,7 @@ def test_lc_frozen_x8_reaches_88_percent_in_3_minutes_on_cpu(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "fashion_mnist_lc_frozen" / "version_0"
+    run_dir = tmp_path / "table1" / "fashion_mnist_lc_frozen" / "version_0"
     events = EventAccumulator(str(run_dir))
     events.Reload()
     val_acc = events.Scalars("val/acc")
