@@ -36,22 +36,23 @@ def printed_config(capsys, *args: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
+def _tiny_cifar(tmp_path, monkeypatch, write, dataset_class):
+    root = tmp_path / "cifar"
+    written = write(root)
+    dataset_files.register_checksums(monkeypatch, dataset_class, written["md5"])
+    return root, written
+
+
 @pytest.fixture
 def tiny_cifar10(tmp_path, monkeypatch):
     """A tiny CIFAR-10 in the real pickle format under tmp_path/cifar; returns (root, arrays)."""
-    root = tmp_path / "cifar"
-    written = dataset_files.write_cifar10(root)
-    dataset_files.register_checksums(monkeypatch, datasets.CIFAR10, written["md5"])
-    return root, written
+    return _tiny_cifar(tmp_path, monkeypatch, dataset_files.write_cifar10, datasets.CIFAR10)
 
 
 @pytest.fixture
 def tiny_cifar100(tmp_path, monkeypatch):
     """A tiny CIFAR-100 in the real pickle format under tmp_path/cifar; returns (root, arrays)."""
-    root = tmp_path / "cifar"
-    written = dataset_files.write_cifar100(root)
-    dataset_files.register_checksums(monkeypatch, datasets.CIFAR100, written["md5"])
-    return root, written
+    return _tiny_cifar(tmp_path, monkeypatch, dataset_files.write_cifar100, datasets.CIFAR100)
 
 
 @pytest.fixture

@@ -165,6 +165,8 @@ def test_table1_cifar100_trains_on_the_tiny_pickles(tiny_cifar100, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     cli = fast_dev_run("table1/cifar100_lc_frozen.yaml", tiny_cifar100[0])
     assert cli.model.hparams.num_classes == 100 and cli.model.network.fc.out_features == 100
+    metrics = cli.trainer.callback_metrics
+    assert 0 <= metrics["val/acc"] <= metrics["val/acc_top5"] <= 1
     assert {m.expansion for m in cli.model.modules() if isinstance(m, LCConv2d)} == {128}
     assert frozen_and_trainable(cli.model) == (True, True)
 

@@ -27,22 +27,23 @@ def assert_batches(data, shape: tuple[int, ...], num_classes: int) -> None:
         assert labels.dtype == torch.int64 and 0 <= labels.min() and labels.max() < num_classes
 
 
+def assert_pickled_images(dataset, pixels, labels, indices) -> None:
+    """dataset[i] is row i of the pickles' pixels (R, G, B planes of 32x32) in [0, 1], with label i."""
+    for index in indices:
+        image, label = dataset[index]
+        expected = torch.from_numpy(pixels[index].reshape(3, 32, 32).astype(np.float32) / 255)
+        assert image.dtype == torch.float32
+        torch.testing.assert_close(image, expected)
+        assert label == labels[index]
+
+
 def test_cifar10_reads_the_pickles_pixel_for_pixel(tiny_cifar10):
     root, written = tiny_cifar10
     data = CIFAR10DataModule(data_dir=str(root), batch_size=4, num_workers=0)
     data.setup("fit")
     assert len(data.train_set) == 40 and len(data.val_set) == 10
-    test_pixels, test_labels = written["test"][0]
-    for index in (0, 7):
-        image, label = data.val_set[index]
-        expected = torch.from_numpy(test_pixels[index].reshape(3, 32, 32).astype(np.float32) / 255)
-        assert image.dtype == torch.float32 and image.shape == (3, 32, 32)
-        torch.testing.assert_close(image, expected)
-        assert label == test_labels[index]
-    images, labels = next(iter(data.train_dataloader()))
-    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
-    assert 0 <= images.min() and images.max() <= 1
-    assert labels.dtype == torch.int64 and set(labels.tolist()) <= set(range(10))
+    assert_pickled_images(data.val_set, *written["test"][0], indices=(0, 7))
+    assert_batches(data, (3, 32, 32), 10)
 
 
 def test_cifar10_train_augmentation_crops_a_padded_shifted_window(tiny_cifar10):
@@ -75,9 +76,17 @@ def test_subsets_are_fixed_and_sized(tiny_cifar10):
     assert sorted(set(first.train_set.indices)) == sorted(first.train_set.indices)
 
 
-def test_missing_cifar10_names_the_path_and_the_fix(tmp_path):
-    data = CIFAR10DataModule(data_dir=str(tmp_path / "nowhere"))
-    with pytest.raises(DatasetNotFoundError, match=r"nowhere/cifar-10-batches-py.*--data.download=true"):
+@pytest.mark.parametrize(
+    "data_class, missing",
+    [
+        (CIFAR10DataModule, "cifar-10-batches-py"),
+        (CIFAR100DataModule, "cifar-100-python"),
+        (SVHNDataModule, "train_32x32.mat"),
+    ],
+)
+def test_a_missing_dataset_names_the_path_and_the_fix(data_class, missing, tmp_path):
+    data = data_class(data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetNotFoundError, match=rf"nowhere/{missing}.*--data.download=true"):
         data.setup("fit")
 
 
@@ -86,12 +95,7 @@ def test_cifar100_reads_the_pickles_with_the_100_fine_labels(tiny_cifar100):
     data = CIFAR100DataModule(data_dir=str(root), batch_size=16, num_workers=0)
     data.setup("fit")
     assert data.num_classes == 100 and len(data.train_set) == 200 and len(data.val_set) == 100
-    pixels, fine_labels = written["test"]
-    for index in (0, 57):
-        image, label = data.val_set[index]
-        expected = torch.from_numpy(pixels[index].reshape(3, 32, 32).astype(np.float32) / 255)
-        torch.testing.assert_close(image, expected)
-        assert label == fine_labels[index]
+    assert_pickled_images(data.val_set, *written["test"], indices=(0, 57))
     assert sorted(set(data.train_set.targets)) == list(range(100))
     assert_batches(data, (3, 32, 32), 100)
 
@@ -117,12 +121,6 @@ def test_svhn_extra_is_off_by_default_and_adds_the_extra_split(tiny_svhn):
     data = SVHNDataModule(data_dir=str(root), extra=True, num_workers=0)
     data.setup("fit")
     assert len(data.train_set) == 30 + 10 and len(data.val_set) == 20
-
-
-def test_missing_svhn_names_the_file_and_the_fix(tmp_path):
-    data = SVHNDataModule(data_dir=str(tmp_path / "nowhere"))
-    with pytest.raises(DatasetNotFoundError, match=r"nowhere/train_32x32.mat.*--data.download=true"):
-        data.setup("fit")
 
 
 def test_imagenet_reads_the_folder_tree_at_224(tiny_imagenet):
