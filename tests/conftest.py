@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import dataset_files
@@ -26,6 +28,12 @@ def config_args(path: Path) -> list[str]:
     if base.is_file() and path != base:
         return ["--config", str(base), "--config", str(path)]
     return ["--config", str(path)]
+
+
+def run_lc_train(*args: str) -> subprocess.CompletedProcess:
+    """Run the installed ``lc-train`` console script with ``args``; its output is captured."""
+    command = [str(Path(sys.executable).parent / "lc-train"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
 def printed_config(capsys, *args: str) -> dict:

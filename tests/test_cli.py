@@ -1,9 +1,7 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, config_args
+from conftest import CONFIGS, config_args, run_lc_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.callbacks import FreezeSpatialConvs
@@ -53,11 +51,6 @@ def test_a_short_run_logs_checkpoints_and_validates_from_the_checkpoint(tiny_cif
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
     cli = build_cli(["validate", *tiny_cifar_args(root, *small, f"--ckpt_path={ckpt}")])
     assert cli.trainer.callback_metrics["val/acc"].item() == pytest.approx(logged_acc)
-
-
-def run_lc_train(*args: str) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).parent / "lc-train"), *args]  # the installed console script
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Lightning callbacks."""
 
+from lc_lightning.callbacks.fgsm import FGSMAccuracy
 from lc_lightning.callbacks.freeze import FreezeSpatialConvs
 
-__all__ = ["FreezeSpatialConvs"]
+__all__ = ["FGSMAccuracy", "FreezeSpatialConvs"]

@@ -1,0 +1,79 @@
+"""FGSMAccuracy: robust accuracy under a light FGSM attack, measured on the validation set."""
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+
+from lc_lightning.analysis.fgsm import fgsm_robust
+from lc_lightning.errors import InvalidArgumentError
+
+
+class FGSMAccuracy(Callback):
+    """Logs ``val/fgsm_acc`` (and ``test/fgsm_acc``): the fraction of images classified correctly
+    both before and after an l_inf FGSM attack of ``epsilon`` in [0, 1] pixel space.
+
+    During fit it runs every ``every_n_epochs`` epochs and on the last one (not in the sanity
+    check); in ``validate`` and ``test`` always. The attack runs on the batches the validation
+    loop already loads, with the model in eval mode and under the run's precision (e.g.
+    bf16-mixed), inside Lightning's inference mode. Counts are summed over all DDP ranks, so
+    the value is that of the whole validation set (Lightning's distributed sampler repeats a
+    few images when the set does not split evenly across ranks). ``epsilon`` is logged as the
+    hyperparameter ``fgsm_epsilon``.
+
+    Cost: two forward passes and one forward-backward pass per batch, about as much as 1.7
+    training passes over the validation set. Limit it with ``every_n_epochs`` or the trainer's
+    ``limit_val_batches``.
+    """
+
+    def __init__(self, epsilon: float = 1 / 255, every_n_epochs: int = 1) -> None:
+        if not 0 <= epsilon <= 1:
+            raise InvalidArgumentError(f"epsilon must be in [0, 1] (pixel space), got {epsilon}")
+        if every_n_epochs < 1:
+            raise InvalidArgumentError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.epsilon = epsilon
+        self.every_n_epochs = every_n_epochs
+        self._counts = torch.zeros(2, dtype=torch.long)  # robust, seen
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"fgsm_epsilon": self.epsilon})
+
+    def _active(self, trainer: Trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        if trainer.state.fn != "fit":
+            return True  # validate / test
+        epoch = trainer.current_epoch + 1
+        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+
+    def _start(self, trainer: Trainer) -> None:
+        self._counts = torch.zeros(2, dtype=torch.long, device=trainer.strategy.root_device)
+
+    def _update(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
+        if self._active(trainer):
+            images, targets = batch
+            with trainer.precision_plugin.forward_context():
+                robust = fgsm_robust(pl_module, images, targets, self.epsilon)
+            self._counts += torch.stack([robust.sum(), torch.tensor(robust.numel(), device=robust.device)])
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._active(trainer):
+            robust, seen = trainer.strategy.reduce(self._counts, reduce_op="sum").tolist()
+            pl_module.log(f"{stage}/fgsm_acc", robust / max(seen, 1))
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(trainer, pl_module, batch)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._log(trainer, pl_module, "val")
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(trainer)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(trainer, pl_module, batch)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._log(trainer, pl_module, "test")
