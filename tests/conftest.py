@@ -17,13 +17,18 @@ def config_args(path: Path) -> list[str]:
     """The ``--config``/``--data`` arguments that use the config file at ``path`` as README.md says.
 
     An experiment in a folder with a ``base.yaml`` comes after that base; a trainer preset
-    after ``cifar10_e32.yaml``; a data piece (the value of ``data``) is given to ``--data``.
+    after ``cifar10_e32.yaml``; a data piece (the value of ``data``) is given to ``--data``
+    and a callbacks piece to ``--trainer.callbacks``, both for Table 1's CIFAR-10 LC frozen.
     """
     relative = path.relative_to(CONFIGS)
+    table1_cell = ["--config", str(CONFIGS / "table1" / "base.yaml")]
+    table1_cell += ["--config", str(CONFIGS / "table1" / "cifar10_lc_frozen.yaml")]
     if relative.parts[0] == "trainer":
         return ["--config", str(CONFIGS / "cifar10_e32.yaml"), "--config", str(path)]
     if relative.parts[0] == "data":
-        return ["--config", str(CONFIGS / "table1" / "base.yaml"), "--data", str(path)]
+        return [*table1_cell, "--data", str(path)]
+    if relative.parts[0] == "callbacks":
+        return [*table1_cell, "--trainer.callbacks", str(path)]
     base = path.parent / "base.yaml"
     if base.is_file() and path != base:
         return ["--config", str(base), "--config", str(path)]

@@ -10,7 +10,7 @@ from lc_lightning.cli import build_cli
 from lc_lightning.nn import LCConv2d, spatial_convs
 
 EXPERIMENTS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml")
-PIECES = ("trainer", "data")
+PIECES = ("trainer", "data", "callbacks")
 RECIPE = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01, "label_smoothing": 0.1}
 
 
@@ -48,6 +48,14 @@ def test_cifar10_e32_prints_the_complete_paper_recipe(capsys):
     assert printed["data"]["init_args"]["batch_size"] == 256
     assert printed["checkpoint"]["save_last"] is True
     assert printed["lr_monitor"]["logging_interval"] == "step"
+    assert_paper_measurements(printed)
+
+
+def assert_paper_measurements(printed: dict) -> None:
+    """FGSM at the paper's epsilon 1/255, first/last-layer entropy and the filter images are logged."""
+    callbacks = {c["class_path"].rpartition(".")[2]: c["init_args"] for c in printed["trainer"]["callbacks"]}
+    assert set(callbacks) == {"FGSMAccuracy", "FilterDiversity", "FilterImages"}
+    assert callbacks["FGSMAccuracy"]["epsilon"] == pytest.approx(1 / 255)
 
 
 TABLE1_DATA = {
@@ -130,6 +138,7 @@ SWEEP_AXES = {
 def test_each_sweep_example_changes_one_axis_of_the_base(capsys):
     base = printed_config(capsys, "--config", str(CONFIGS / "sweeps" / "base.yaml"))
     assert base["model"]["network"]["init_args"]["expansion"] == 1 and base["model"]["freeze_spatial"] is True
+    assert_paper_measurements(base)
     examples = {p.stem for p in (CONFIGS / "sweeps").glob("*.yaml")} - {"base"}
     assert examples == set(SWEEP_AXES)
     for example, (where, key, value) in SWEEP_AXES.items():

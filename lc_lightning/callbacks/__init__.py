@@ -1,6 +1,7 @@
 """Lightning callbacks."""
 
 from lc_lightning.callbacks.fgsm import FGSMAccuracy
+from lc_lightning.callbacks.filters import FilterDiversity, FilterImages
 from lc_lightning.callbacks.freeze import FreezeSpatialConvs
 
-__all__ = ["FGSMAccuracy", "FreezeSpatialConvs"]
+__all__ = ["FGSMAccuracy", "FilterDiversity", "FilterImages", "FreezeSpatialConvs"]

@@ -4,6 +4,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 
 from lc_lightning.analysis.fgsm import fgsm_robust
+from lc_lightning.callbacks.schedule import analysis_due
 from lc_lightning.errors import InvalidArgumentError
 
 
@@ -37,26 +38,18 @@ class FGSMAccuracy(Callback):
         if trainer.logger is not None:
             trainer.logger.log_hyperparams({"fgsm_epsilon": self.epsilon})
 
-    def _active(self, trainer: Trainer) -> bool:
-        if trainer.sanity_checking:
-            return False
-        if trainer.state.fn != "fit":
-            return True  # validate / test
-        epoch = trainer.current_epoch + 1
-        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
-
     def _start(self, trainer: Trainer) -> None:
         self._counts = torch.zeros(2, dtype=torch.long, device=trainer.strategy.root_device)
 
     def _update(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
-        if self._active(trainer):
+        if analysis_due(trainer, self.every_n_epochs):
             images, targets = batch
             with trainer.precision_plugin.forward_context():
                 robust = fgsm_robust(pl_module, images, targets, self.epsilon)
             self._counts += torch.stack([robust.sum(), torch.tensor(robust.numel(), device=robust.device)])
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self._active(trainer):
+        if analysis_due(trainer, self.every_n_epochs):
             robust, seen = trainer.strategy.reduce(self._counts, reduce_op="sum").tolist()
             pl_module.log(f"{stage}/fgsm_acc", robust / max(seen, 1))
 
