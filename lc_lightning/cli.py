@@ -5,6 +5,7 @@ import sys
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.data import ImageDataModule
 from lc_lightning.errors import UserInputError
 from lc_lightning.module import ImageClassifier
@@ -21,6 +22,14 @@ class LCTrainCLI(LightningCLI):
     ``trainer.callbacks`` lists.
     """
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the hyperparameters of --ckpt_path before the trainer loads it; a
+        # file torch.load cannot read gets the same message as from AtomicCheckpointIO.
+        try:
+            super()._parse_ckpt_path()
+        except LOAD_ERRORS as error:
+            raise unreadable(self.config[self.config.subcommand].ckpt_path, error) from error
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in DATA_TO_MODEL_LINKS:
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
@@ -31,8 +40,10 @@ class LCTrainCLI(LightningCLI):
 
 
 # The paper's recipe trains 75 epochs; ImageClassifier's defaults hold the rest of it.
+# Checkpoints are written atomically and a bad --ckpt_path names the file.
 TRAINER_DEFAULTS = {
     "max_epochs": 75,
+    "plugins": {"class_path": "lc_lightning.checkpoint.AtomicCheckpointIO"},
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {"save_dir": "logs", "name": "lc-train"},

@@ -19,3 +19,11 @@ class DatasetLayoutError(UserInputError, ValueError):
 
 class CorruptImageError(UserInputError, OSError):
     """An image file cannot be decoded; the message names the file."""
+
+
+class CheckpointError(UserInputError):
+    """A checkpoint file is missing, truncated or corrupt; the message names it."""
+
+
+class TrainingDivergedError(UserInputError, ArithmeticError):
+    """The loss became NaN or infinite (often a learning rate too high); the message names the step."""

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from lc_lightning.callbacks import FreezeSpatialConvs
-from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.errors import InvalidArgumentError, TrainingDivergedError
 
 NetworkFactory = Callable[[int, int], nn.Module]
 """Builds the network as ``factory(num_classes, in_channels)``, e.g. a network class."""
@@ -26,7 +26,8 @@ class ImageClassifier(LightningModule):
     whole run. Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` and, with more
     than 5 classes, ``val/acc_top5`` (and the same ``test/*``).
     With ``freeze_spatial`` the module brings a ``FreezeSpatialConvs`` callback to the
-    trainer, so the spatial filters stay frozen at their random initialisation.
+    trainer, so the spatial filters stay frozen at their random initialisation. A loss that is
+    not finite stops training with TrainingDivergedError naming the step.
 
     Args:
         network: builds the network from (num_classes, in_channels), e.g. ``CifarResNet``
@@ -87,7 +88,15 @@ class ImageClassifier(LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_metrics)
+        loss = self._step(batch, "train", self.train_metrics)
+        # Decided by all ranks together, so that under DDP every rank stops, not just the one that saw it.
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
+            raise TrainingDivergedError(
+                f"the training loss is not finite ({loss.item()} on this rank) at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the checkpoints written "
+                f"so far are kept. A lower model.lr or --trainer.precision=32-true may help."
+            )
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)

@@ -1,0 +1,88 @@
+"""Faults lose nothing: atomic checkpoints, clear errors for bad checkpoints, a NaN loss stops the run."""
+
+import itertools
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+import pytest
+import torch
+from conftest import CONFIGS
+
+from lc_lightning.checkpoint import AtomicCheckpointIO
+from lc_lightning.cli import build_cli, main
+
+
+def write_forever(path, first_step: int) -> None:
+    """Save checkpoints of ~64 MB numbered first_step, first_step + 1, ... to ``path``, forever."""
+    io, weights = AtomicCheckpointIO(), torch.randn(16, 1024, 1024)
+    for step in itertools.count(first_step):
+        io.save_checkpoint({"step": step, "weights": weights}, path)
+
+
+def test_a_process_killed_while_writing_never_leaves_a_torn_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 0, "weights": torch.zeros(1)}, path)
+    rng = random.Random(0)
+    steps = []
+    for kill in range(20):
+        writer = multiprocessing.get_context("fork").Process(target=write_forever, args=(path, 1000 * (kill + 1)))
+        writer.start()
+        time.sleep(rng.uniform(0.1, 1.0))
+        os.kill(writer.pid, signal.SIGKILL)  # most likely in the middle of torch.save
+        writer.join()
+        steps.append(io.load_checkpoint(path)["step"])  # raises if the file is torn
+    assert steps == sorted(steps) and steps[-1] > 1000  # each load is the newest complete write
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["last.ckpt"]
+
+
+def tiny_cifar_args(root, *extra: str) -> list[str]:
+    return [
+        "--config", str(CONFIGS / "cifar10_e32.yaml"), "--trainer.accelerator=cpu", "--trainer.precision=32-true",
+        f"--data.data_dir={root}", "--data.download=false", "--data.num_workers=0", "--data.batch_size=8",
+        "--trainer.enable_progress_bar=false", "--model.network.init_args.depth=8", *extra,
+    ]  # fmt: skip
+
+
+def lc_train_error(capsys, *args: str) -> str:
+    """Run lc-train in-process, expecting it to exit with status 2; its stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_truncated_or_missing_checkpoint_is_named(tiny_cifar10, tmp_path, monkeypatch, capsys):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=1")])
+    good = tmp_path / "logs" / "cifar10_e32" / "version_0" / "checkpoints" / "last.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    err = lc_train_error(capsys, "validate", *tiny_cifar_args(root), f"--ckpt_path={truncated}")
+    assert f"cannot read checkpoint {truncated}: it is truncated or corrupt" in err
+    err = lc_train_error(capsys, "fit", *tiny_cifar_args(root), f"--ckpt_path={tmp_path / 'absent.ckpt'}")
+    assert f"no checkpoint file at {tmp_path / 'absent.ckpt'}" in err
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_the_last_checkpoint_loads(
+    tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    # 40 training images in batches of 8: 5 steps per epoch; the 8th training forward pass (step 7,
+    # epoch 1, batch 2) returns NaN.
+    nan_network = ["--model.network=faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=7"]
+    args = [*tiny_cifar_args(root), *nan_network, "--trainer.max_epochs=3"]
+    args.remove("--model.network.init_args.depth=8")
+    err = lc_train_error(capsys, "fit", *args)
+    assert "the training loss is not finite (nan on this rank) at step 7 (epoch 1, batch 2)" in err
+    last = tmp_path / "logs" / "cifar10_e32" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 5  # the end of epoch 0, before the NaN
+    cli = build_cli(["validate", *args, f"--ckpt_path={last}"])
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
