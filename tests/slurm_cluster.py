@@ -1,0 +1,75 @@
+"""The ``slurm_cluster`` fixture: a real two-node SLURM cluster on this machine for the session.
+
+It runs ``scripts/slurm/local_cluster.sh start`` in a temporary directory (munged, slurmctld and
+two slurmd simulating the nodes n1 and n2, 2 CPUs each, all on 127.0.0.1), yields a
+:class:`SlurmCluster` whose ``env`` makes ``srun``/``sbatch``/``sinfo`` talk to it, and stops it at
+the end of the session, also when a test or the start failed. The daemons' logs stay in
+``SlurmCluster.dir``. Installing Slurm is not its job (CI runs ``local_cluster.sh install``); where
+the binaries are missing the tests that use it are skipped.
+
+Use it from a test module with ``pytest_plugins = ["slurm_cluster"]`` (this module is importable
+because tests/ is on sys.path, as for ``dataset_files``), then take ``slurm_cluster`` as an argument.
+(``from slurm_cluster import slurm_cluster`` works too, but ruff then flags every test that takes
+it as an argument, F811.)
+"""
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "slurm" / "local_cluster.sh"
+BINARIES = ("munged", "slurmctld", "slurmd", "srun", "sbatch", "sinfo", "squeue", "scancel")
+# the daemons live in /usr/sbin, which a non-root PATH may lack
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """A running local cluster: ``dir`` holds its config, state and logs; ``env`` is the environment
+    for commands that use it (this process's, less inherited ``SLURM_*`` variables, plus
+    ``SLURM_CONF``). Its node names n1/n2 do not resolve, so programs that take the first node of
+    ``SLURM_NODELIST`` as an address (Lightning's ``MASTER_ADDR``) need ``MASTER_ADDR=127.0.0.1``."""
+
+    dir: Path
+    env: dict[str, str]
+
+    def run(self, *command: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+        """Run ``command`` with the cluster's environment; text output captured, ``timeout`` seconds at most."""
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+    def logs(self) -> str:
+        """The last lines of every daemon's log, for assertion messages."""
+        tails = [
+            f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-20:])
+            for log in sorted(self.dir.glob("*.log"))
+        ]
+        return "\n".join(tails)
+
+
+def _without_slurm_job_variables(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` less ``SLURM_*``: inside an outer job (CI on a real cluster) they would send srun there."""
+    return {name: value for name, value in environ.items() if not name.startswith("SLURM_")}
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory) -> Iterator[SlurmCluster]:
+    """A two-node SLURM cluster (n1, n2) running for the whole session; see the module docstring."""
+    missing = [binary for binary in BINARIES if shutil.which(binary, path=SEARCH_PATH) is None]
+    if missing:
+        pytest.skip(f"{' '.join(missing)} not installed: run scripts/slurm/local_cluster.sh install")
+    directory = tmp_path_factory.mktemp("slurm")
+    env = _without_slurm_job_variables(dict(os.environ))
+    try:
+        started = subprocess.run(
+            [str(SCRIPT), "start", str(directory)], env=env, capture_output=True, text=True, timeout=120
+        )
+        if started.returncode != 0:
+            pytest.fail(f"local SLURM cluster did not start:\n{started.stderr}", pytrace=False)
+        yield SlurmCluster(directory, {**env, "SLURM_CONF": str(directory / "slurm.conf")})
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(directory)], env=env, capture_output=True, timeout=120)
