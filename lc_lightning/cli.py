@@ -1,13 +1,15 @@
 """``lc-train``: the LightningCLI of lc-lightning (subcommands fit, validate, test)."""
 
+import os
 import sys
 
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.data import ImageDataModule
-from lc_lightning.errors import UserInputError
+from lc_lightning.errors import InvalidArgumentError, UserInputError
 from lc_lightning.module import ImageClassifier
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
@@ -30,6 +32,10 @@ class LCTrainCLI(LightningCLI):
         except LOAD_ERRORS as error:
             raise unreadable(self.config[self.config.subcommand].ckpt_path, error) from error
 
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand is not None:
+            take_layout_from_slurm(self.config[self.subcommand].trainer)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in DATA_TO_MODEL_LINKS:
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
@@ -49,6 +55,39 @@ TRAINER_DEFAULTS = {
         "init_args": {"save_dir": "logs", "name": "lc-train"},
     },
 }
+
+
+def take_layout_from_slurm(trainer) -> None:
+    """Under srun, take ``devices`` and ``num_nodes`` of the trainer config from SLURM's task layout.
+
+    lc-train runs one process per device: each SLURM task is one process, so ``devices`` must be
+    the tasks per node and ``num_nodes`` the job's nodes. ``devices`` "auto" or -1 and
+    ``num_nodes`` 1 (the defaults) become SLURM's values; other values that disagree with SLURM
+    raise InvalidArgumentError at once, in every task, rather than failing or hanging later.
+    Outside srun (``SLURMEnvironment.detect()`` false) nothing changes.
+    """
+    if not SLURMEnvironment.detect():
+        return
+    tasks_per_node = os.environ.get("SLURM_NTASKS_PER_NODE", "1")
+    nodes = os.environ.get("SLURM_NNODES", "1")
+    if not (tasks_per_node.isdigit() and nodes.isdigit()):
+        return  # a heterogeneous layout such as "2(x3)": left to Lightning's own checks
+    tasks_per_node, nodes = int(tasks_per_node), int(nodes)
+    if trainer.devices in ("auto", -1, "-1"):
+        trainer.devices = tasks_per_node
+    elif str(trainer.devices) != str(tasks_per_node):
+        raise InvalidArgumentError(
+            f"SLURM runs {tasks_per_node} task(s) per node (--ntasks-per-node={tasks_per_node}) but "
+            f"--trainer.devices={trainer.devices}; lc-train runs one process per device, so set "
+            f"--trainer.devices={tasks_per_node} or sbatch/srun --ntasks-per-node={trainer.devices}"
+        )
+    if trainer.num_nodes == 1:
+        trainer.num_nodes = nodes
+    elif trainer.num_nodes != nodes:
+        raise InvalidArgumentError(
+            f"SLURM runs the job on {nodes} node(s) (--nodes={nodes}) but --trainer.num_nodes="
+            f"{trainer.num_nodes}; set --trainer.num_nodes={nodes} or sbatch/srun --nodes={trainer.num_nodes}"
+        )
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LCTrainCLI:

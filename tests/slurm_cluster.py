@@ -15,6 +15,7 @@ it as an argument, F811.)
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ class SlurmCluster:
     def run(self, *command: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
         """Run ``command`` with the cluster's environment; text output captured, ``timeout`` seconds at most."""
         return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+    def ddp_env(self) -> dict[str, str]:
+        """``env`` plus what a DDP run over the two simulated nodes needs: the rendezvous address
+        (n1 does not resolve), a free port (Lightning's default derives from the job id, the same
+        on every fresh cluster) and gloo on the loopback interface (both "nodes" are this host)."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        return {**self.env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": "lo"}
 
     def logs(self) -> str:
         """The last lines of every daemon's log, for assertion messages."""

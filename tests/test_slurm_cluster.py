@@ -5,7 +5,6 @@ The first tests guard the infrastructure the multi-node tests stand on: a cluste
 tasks on one node, loses batch output or reports a failed job as done fails here first.
 """
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,11 +56,9 @@ def test_job_output_goes_where_output_says(slurm_cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_lc_train_under_srun_is_one_ddp_run_over_both_nodes(slurm_cluster, tmp_path):
-    # Lightning's SLURMEnvironment takes ranks from srun and MASTER_ADDR from the first node's
-    # name, which does not resolve here (n1): the address and a free port come from outside.
-    # 512 training images at batch 64 over 2 ranks are 4 steps; one process alone would take 8.
-    env = {**slurm_cluster.env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    env["GLOO_SOCKET_IFNAME"] = "lo"  # both "nodes" are this machine (gloo falls back to it, with a warning)
+    # Lightning's SLURMEnvironment takes the ranks from srun. 512 training images at batch 64 over
+    # 2 ranks are 4 steps; one process alone would take 8.
+    env = slurm_cluster.ddp_env()
     command = [
         "srun", "--nodes=2", "--ntasks-per-node=1", str(Path(sys.executable).parent / "lc-train"), "fit",
         *config_args(CONFIGS / "table1" / "fashion_mnist_lc_frozen.yaml"),
@@ -80,9 +77,3 @@ def test_lc_train_under_srun_is_one_ddp_run_over_both_nodes(slurm_cluster, tmp_p
     checkpoints = list(tmp_path.glob("**/checkpoints/last.ckpt"))
     assert len(checkpoints) == 1, checkpoints  # written by rank 0 only
     assert torch.load(checkpoints[0], map_location="cpu", weights_only=False)["global_step"] == 4
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
