@@ -4,6 +4,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lc_lightning.errors import InvalidArgumentError
+
+
+def check_epsilon(epsilon: float) -> None:
+    """Raise InvalidArgumentError (a ValueError) unless ``epsilon`` is in [0, 1] (pixel space)."""
+    if not 0 <= epsilon <= 1:
+        raise InvalidArgumentError(f"epsilon must be in [0, 1] (pixel space), got {epsilon}")
+
 
 def fgsm_images(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Adversarial images ``clamp(images + epsilon * sign(grad_images CE(model(images), targets)), 0, 1)``.
@@ -13,8 +21,7 @@ def fgsm_images(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, e
     the plain cross-entropy, without label smoothing. Works inside ``torch.inference_mode``
     (as in Lightning's validation) and under autocast; no parameter gradient is accumulated.
     """
-    if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon must be in [0, 1] (pixel space), got {epsilon}")
+    check_epsilon(epsilon)
     with torch.inference_mode(False), torch.enable_grad():
         # Clones outside inference mode are normal tensors that autograd may save.
         attacked = images.detach().clone().requires_grad_(True)

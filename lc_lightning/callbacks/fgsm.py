@@ -3,9 +3,8 @@
 import torch
 from lightning import Callback, LightningModule, Trainer
 
-from lc_lightning.analysis.fgsm import fgsm_robust
-from lc_lightning.callbacks.schedule import analysis_due
-from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.analysis.fgsm import check_epsilon, fgsm_robust
+from lc_lightning.callbacks.schedule import analysis_due, check_every_n_epochs
 
 
 class FGSMAccuracy(Callback):
@@ -26,10 +25,8 @@ class FGSMAccuracy(Callback):
     """
 
     def __init__(self, epsilon: float = 1 / 255, every_n_epochs: int = 1) -> None:
-        if not 0 <= epsilon <= 1:
-            raise InvalidArgumentError(f"epsilon must be in [0, 1] (pixel space), got {epsilon}")
-        if every_n_epochs < 1:
-            raise InvalidArgumentError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        check_epsilon(epsilon)
+        check_every_n_epochs(every_n_epochs)
         self.epsilon = epsilon
         self.every_n_epochs = every_n_epochs
         self._counts = torch.zeros(2, dtype=torch.long)  # robust, seen

@@ -8,13 +8,7 @@ from torch.nn import functional as F
 from torchvision.utils import make_grid
 
 from lc_lightning.analysis import combined_filters, normalized_entropy, spatial_variance
-from lc_lightning.callbacks.schedule import analysis_due
-from lc_lightning.errors import InvalidArgumentError
-
-
-def _check_every_n_epochs(every_n_epochs: int) -> None:
-    if every_n_epochs < 1:
-        raise InvalidArgumentError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+from lc_lightning.callbacks.schedule import analysis_due, check_every_n_epochs
 
 
 class FilterDiversity(Callback):
@@ -27,7 +21,7 @@ class FilterDiversity(Callback):
     """
 
     def __init__(self, all_layers: bool = False, every_n_epochs: int = 1) -> None:
-        _check_every_n_epochs(every_n_epochs)
+        check_every_n_epochs(every_n_epochs)
         self.all_layers = all_layers
         self.every_n_epochs = every_n_epochs
 
@@ -78,7 +72,7 @@ class FilterImages(Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1) -> None:
-        _check_every_n_epochs(every_n_epochs)
+        check_every_n_epochs(every_n_epochs)
         self.every_n_epochs = every_n_epochs
 
     @rank_zero_only

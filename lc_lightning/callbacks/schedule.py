@@ -2,6 +2,14 @@
 
 from lightning import Trainer
 
+from lc_lightning.errors import InvalidArgumentError
+
+
+def check_every_n_epochs(every_n_epochs: int) -> None:
+    """Raise InvalidArgumentError unless ``every_n_epochs`` >= 1."""
+    if every_n_epochs < 1:
+        raise InvalidArgumentError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+
 
 def analysis_due(trainer: Trainer, every_n_epochs: int) -> bool:
     """True in validate and test, and during fit every ``every_n_epochs`` epochs and on the last
