@@ -10,6 +10,10 @@ from torchvision import datasets
 from lc_lightning.cli import main
 
 FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"
+needs_fashion_mnist = pytest.mark.skipif(
+    not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist (.ci/run installs it)"
+)
+"""Marks a test that reads Debian's real Fashion-MNIST files."""
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 

@@ -1,10 +1,8 @@
 """The analysis callbacks in a real run: TensorBoard scalars and images, and validate from a checkpoint."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, run_lc_train
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.analysis import combined_filters, normalized_entropy
@@ -25,7 +23,7 @@ def test_heatmap_image_is_white_at_the_maximum_and_black_at_zero():
     assert image.shape == (1, 12, 12) and image[0, 5, 5] == 1 and image[0, 0, 0] == 0 and image[0, 0, 5] == 0.25
 
 
-@pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_a_short_run_logs_every_measurement_and_validate_reports_them_for_the_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [

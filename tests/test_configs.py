@@ -1,10 +1,9 @@
 """The configs of configs/: each accepted, each reproducing what README.md says it does."""
 
 import copy
-from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, printed_config
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, printed_config
 
 from lc_lightning.cli import build_cli
 from lc_lightning.nn import LCConv2d, spatial_convs
@@ -187,7 +186,7 @@ def test_table1_svhn_trains_on_the_tiny_mat_files(tiny_svhn, tmp_path, monkeypat
     assert all(p.requires_grad for p in cli.model.parameters())
 
 
-@pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_table1_fashion_mnist_trains_on_the_real_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = fast_dev_run("table1/fashion_mnist_lc_learnable.yaml", FASHION_MNIST_DEBIAN)

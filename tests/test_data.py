@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import FASHION_MNIST_DEBIAN
+from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 
 from lc_lightning.data import (
     CIFAR10DataModule,
@@ -202,12 +202,7 @@ def test_invalid_loader_arguments_are_rejected(kwargs):
         CIFAR10DataModule(**kwargs)
 
 
-needs_debian_fashion_mnist = pytest.mark.skipif(
-    not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist (.ci/run installs it)"
-)
-
-
-@needs_debian_fashion_mnist
+@needs_fashion_mnist
 def test_fashion_mnist_from_the_debian_package():
     data = FashionMNISTDataModule(data_dir=FASHION_MNIST_DEBIAN, batch_size=1000, num_workers=0)
     data.setup("fit")
@@ -229,7 +224,7 @@ def test_fashion_mnist_from_the_debian_package():
     assert std == pytest.approx(data.std[0], abs=1e-4)
 
 
-@needs_debian_fashion_mnist
+@needs_fashion_mnist
 def test_fashion_mnist_from_a_copy_of_the_gzip_files(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(FASHION_MNIST_DEBIAN, copy)
@@ -241,7 +236,7 @@ def test_fashion_mnist_from_a_copy_of_the_gzip_files(tmp_path):
     assert torch.equal(data.val_set.targets, reference.val_set.targets)
 
 
-@needs_debian_fashion_mnist
+@needs_fashion_mnist
 def test_fashion_mnist_in_torchvision_layout_is_used_in_place(tmp_path, monkeypatch):
     raw = tmp_path / "FashionMNIST" / "raw"
     fashion_mnist._extract(Path(FASHION_MNIST_DEBIAN), tmp_path)

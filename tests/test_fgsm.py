@@ -1,11 +1,10 @@
 """FGSM: the attack against its closed form, and FGSMAccuracy in fit, validate, bf16 and DDP."""
 
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, run_lc_train
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
 from lightning import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -72,12 +71,7 @@ def quiet_trainer(**kwargs) -> Trainer:
     return Trainer(**{**defaults, **kwargs})
 
 
-needs_debian_fashion_mnist = pytest.mark.skipif(
-    not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist"
-)
-
-
-@needs_debian_fashion_mnist
+@needs_fashion_mnist
 def test_fgsm_accuracy_on_a_model_trained_on_real_fashion_mnist():
     torch.manual_seed(0)
     data = FashionMNISTDataModule(
@@ -123,7 +117,7 @@ def test_during_fit_it_runs_every_n_epochs_and_on_the_last(tmp_path):
     assert len(val_steps) == 5 and fgsm_steps == [val_steps[1], val_steps[3], val_steps[4]]  # epochs 2, 4, 5
 
 
-@needs_debian_fashion_mnist
+@needs_fashion_mnist
 def test_under_ddp_the_value_is_that_of_the_whole_validation_set(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fgsm.yaml").write_text(

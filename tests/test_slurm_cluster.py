@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
 
 pytest_plugins = ["slurm_cluster"]
 
@@ -54,7 +54,7 @@ def test_job_output_goes_where_output_says(slurm_cluster, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_lc_train_under_srun_is_one_ddp_run_over_both_nodes(slurm_cluster, tmp_path):
     # Lightning's SLURMEnvironment takes the ranks from srun. 512 training images at batch 64 over
     # 2 ranks are 4 steps; one process alone would take 8.

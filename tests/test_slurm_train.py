@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.cli import build_cli, take_layout_from_slurm
@@ -55,11 +55,6 @@ def fashion_mnist_args(tmp_path: Path) -> list[str]:
         "--model.network.init_args.expansion=8", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
         "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
     ]  # fmt: skip
-
-
-needs_fashion_mnist = pytest.mark.skipif(
-    not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist"
-)
 
 
 @needs_fashion_mnist

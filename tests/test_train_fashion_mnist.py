@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_lc_frozen_x8_reaches_88_percent_in_3_minutes_on_cpu(tmp_path):
     # One epoch over all 60,000 training images at batch 64 and lr 0.05 (the config's 75
     # epochs of the paper's recipe are far beyond a 3-minute budget); Lightning's max_time
