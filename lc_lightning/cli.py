@@ -1,11 +1,15 @@
 """``lc-train``: the LightningCLI of lc-lightning (subcommands fit, validate, test)."""
 
+import importlib
 import os
 import sys
+from pathlib import Path
 
+from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.data import ImageDataModule
@@ -33,8 +37,12 @@ class LCTrainCLI(LightningCLI):
             raise unreadable(self.config[self.config.subcommand].ckpt_path, error) from error
 
     def before_instantiate_classes(self) -> None:
-        if self.subcommand is not None:
-            take_layout_from_slurm(self.config[self.subcommand].trainer)
+        if self.subcommand is None:
+            return
+        trainer = self.config[self.subcommand].trainer
+        take_layout_from_slurm(trainer)
+        if self.subcommand == "fit":
+            pin_run_directory(trainer)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in DATA_TO_MODEL_LINKS:
@@ -88,6 +96,54 @@ def take_layout_from_slurm(trainer) -> None:
             f"SLURM runs the job on {nodes} node(s) (--nodes={nodes}) but --trainer.num_nodes="
             f"{trainer.num_nodes}; set --trainer.num_nodes={nodes} or sbatch/srun --nodes={trainer.num_nodes}"
         )
+
+
+def pin_run_directory(trainer) -> None:
+    """Fix the directory of a training run before anything is written to it.
+
+    With the TensorBoardLogger, a run's directory is ``<save_dir>/<name>/<version>``; it holds
+    the TensorBoard events, ``config.yaml`` (the run's whole config, which LightningCLI writes
+    there), ``checkpoints/`` and the checkpoints Lightning saves when SLURM asks for a requeue.
+    An unset logger version becomes ``slurm-<job id>`` under srun (``slurm-<job>_<task>`` in an
+    array), which a requeued job finds again, and otherwise the next free ``version_<n>``; it
+    is written into the config, so ``--config <run dir>/config.yaml --ckpt_path last`` resumes
+    in the same directory. An unset ``default_root_dir`` becomes the run directory, so
+    Lightning's requeue checkpoints (``hpc_ckpt_<n>.ckpt``) belong to this run alone. Other
+    loggers leave the config as it is.
+    """
+    logger = trainer.logger
+    if not (isinstance(logger, Namespace) and _is_tensorboard_logger(logger.get("class_path"))):
+        return
+    args = logger.init_args
+    root = Path(args.save_dir) / (args.name or "")
+    if args.version is None:
+        args.version = _slurm_run_version() or _next_version(root)
+    if trainer.default_root_dir is None:
+        version = args.version if isinstance(args.version, str) else f"version_{args.version}"
+        trainer.default_root_dir = str(root / version)
+
+
+def _is_tensorboard_logger(class_path: str | None) -> bool:
+    module, _, name = (class_path or "").rpartition(".")
+    try:
+        return issubclass(getattr(importlib.import_module(module), name), TensorBoardLogger)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return False
+
+
+def _slurm_run_version() -> str | None:
+    """``slurm-<job id>`` (``slurm-<array job id>_<task id>``) under srun, else None."""
+    if not SLURMEnvironment.detect():
+        return None
+    if "SLURM_ARRAY_JOB_ID" in os.environ:
+        return f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return f"slurm-{os.environ['SLURM_JOB_ID']}"
+
+
+def _next_version(root: Path) -> int:
+    """One more than the largest ``version_<n>`` folder in ``root`` (0 when there is none)."""
+    numbers = [int(d.name[8:]) for d in root.glob("version_*") if d.is_dir() and d.name[8:].isdigit()]
+    return max(numbers, default=-1) + 1
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LCTrainCLI:

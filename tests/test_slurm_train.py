@@ -92,8 +92,9 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
     assert job.returncode == 0, job.stderr + output[-3000:] + slurm_cluster.logs()
     world = nodes * tasks_per_node
     assert f"Starting with {world} processes" in output
-    run_dirs = list((tmp_path / "logs").glob("table1/fashion_mnist_lc_frozen/version_*"))
-    assert [d.name for d in run_dirs] == ["version_0"]  # rank 0 alone logs and checkpoints
+    job_id = job.stdout.split()[-1]  # "Submitted batch job <id>"
+    run_dirs = list((tmp_path / "logs").glob("table1/fashion_mnist_lc_frozen/*"))
+    assert [d.name for d in run_dirs] == [f"slurm-{job_id}"]  # rank 0 alone logs and checkpoints
     checkpoint = run_dirs[0] / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] == 512 // (64 * world)
     weights = [torch.load(tmp_path / "ranks" / f"rank{rank}.pt") for rank in range(world)]

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import transforms
 
-from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError
+from lc_lightning.data.seeded import EpochSampler, LazyStartDataLoader, SeededAugmentation
+from lc_lightning.distributed import fail_on_every_rank
+from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError, UserInputError
 
 
 class ImageDataModule(LightningDataModule):
@@ -82,18 +84,31 @@ class ImageDataModule(LightningDataModule):
             self.download_dataset()
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":
-            self.train_set = _subset(self.make_dataset(True, self.train_transform()), self.train_subset)
-        self.val_set = _subset(self.make_dataset(False, self.val_transform()), self.val_subset)
+        """Read the splits ``stage`` needs. Under DDP a dataset that cannot be read on one
+        process stops every process with its message (see fail_on_every_rank)."""
+        error = None
+        try:
+            if stage == "fit":
+                self.train_set = _subset(self.make_dataset(True, self.train_transform()), self.train_subset)
+            self.val_set = _subset(self.make_dataset(False, self.val_transform()), self.val_subset)
+        except UserInputError as caught:
+            error = caught
+        fail_on_every_rank(error)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        """Shuffled training batches; order and augmentations follow from (seed, epoch, image)
+        alone (see lc_lightning.data.seeded), split over the DDP ranks like Lightning's own
+        sampler. The seed is the run's ``seed_everything``."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = EpochSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        return self._loader(SeededAugmentation(self.train_set, seed), sampler, loader_class=LazyStartDataLoader)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def not_found(self, path: Path, detail: str) -> DatasetNotFoundError:
         """The error for a dataset missing at ``path``: what is wrong (``detail``) and both fixes."""
@@ -113,12 +128,14 @@ class ImageDataModule(LightningDataModule):
             cpus = _usable_cpus() // processes_on_node
         return max(1, cpus - 1)
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, sampler: Sampler | None = None, loader_class: type[DataLoader] = DataLoader
+    ) -> DataLoader:
         workers = self.workers()
-        return DataLoader(
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
