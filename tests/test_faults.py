@@ -6,10 +6,11 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
 
 from lc_lightning.checkpoint import AtomicCheckpointIO
 from lc_lightning.cli import build_cli, main
@@ -86,3 +87,21 @@ def test_a_nan_loss_stops_training_naming_the_step_and_the_last_checkpoint_loads
     assert torch.load(last, weights_only=False)["global_step"] == 5  # the end of epoch 0, before the NaN
     cli = build_cli(["validate", *args, f"--ckpt_path={last}"])
     assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+
+
+@needs_fashion_mnist
+def test_a_dataset_missing_on_one_ddp_process_stops_every_process_with_its_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # faulty_data
+    start = time.monotonic()
+    run = run_lc_train(
+        "fit", *config_args(CONFIGS / "table1" / "fashion_mnist_lc_frozen.yaml"),
+        "--data=faulty_data.MissingOnOneRank", "--data.missing_rank=1", f"--data.data_dir={FASHION_MNIST_DEBIAN}",
+        "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
+    )  # fmt: skip
+    assert time.monotonic() - start < 60
+    assert run.returncode == 2
+    missing = f"MissingOnOneRank: no dataset at {FASHION_MNIST_DEBIAN}/node-local (absent on this node)"
+    assert f"lc-train: error: {missing}" in run.stderr  # process 1, the one without the data
+    assert f"lc-train: error: process 1 stopped: {missing}" in run.stderr  # process 0
+    assert "Traceback" not in run.stderr
