@@ -1,4 +1,5 @@
-"""lc-train on SLURM: the task layout sets the trainer's, scripts/slurm/train.sbatch trains across nodes."""
+"""lc-train on SLURM: the task layout sets the trainer's, runs are named after their job, scripts/slurm/train.sbatch
+trains across nodes and requeues itself."""
 
 import subprocess
 import sys
@@ -9,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
+from jsonargparse import Namespace
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lc_lightning.cli import build_cli, take_layout_from_slurm
+from lc_lightning.cli import build_cli, pin_run_directory, take_layout_from_slurm
 from lc_lightning.errors import InvalidArgumentError
 
 pytest_plugins = ["slurm_cluster"]
@@ -47,6 +49,39 @@ def test_devices_and_nodes_come_from_the_slurm_layout(monkeypatch):
         take_layout_from_slurm(SimpleNamespace(devices=4, num_nodes=3))
 
 
+def tensorboard_trainer_config(save_dir: Path, version=None) -> Namespace:
+    logger_args = Namespace(save_dir=str(save_dir), name="table1/x", version=version)
+    logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=logger_args)
+    return Namespace(logger=logger, default_root_dir=None)
+
+
+def test_a_run_directory_is_fixed_before_the_run_named_after_its_slurm_job(monkeypatch, tmp_path):
+    for name in ("SLURM_NTASKS", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    runs = tmp_path / "table1" / "x"
+    for pinned in ([], ["version_0", "version_2", "slurm-7"]):
+        for name in pinned:
+            (runs / name).mkdir(parents=True)
+        trainer = tensorboard_trainer_config(tmp_path)
+        pin_run_directory(trainer)
+        expected = 3 if pinned else 0  # the next free version, as Lightning numbers them
+        assert trainer.logger.init_args.version == expected
+        assert trainer.default_root_dir == str(runs / f"version_{expected}")
+    as_srun_task(monkeypatch, tasks_per_node=1, nodes=1)
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    trainer = tensorboard_trainer_config(tmp_path)
+    pin_run_directory(trainer)
+    assert (trainer.logger.init_args.version, trainer.default_root_dir) == ("slurm-123", str(runs / "slurm-123"))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "120")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    trainer = tensorboard_trainer_config(tmp_path)
+    pin_run_directory(trainer)
+    assert trainer.logger.init_args.version == "slurm-120_3"
+    given = tensorboard_trainer_config(tmp_path, version="mine")
+    pin_run_directory(given)
+    assert (given.logger.init_args.version, given.default_root_dir) == ("mine", str(runs / "mine"))
+
+
 def fashion_mnist_args(tmp_path: Path) -> list[str]:
     return [
         *config_args(CONFIGS / "table1" / "fashion_mnist_lc_frozen.yaml"),
@@ -55,6 +90,18 @@ def fashion_mnist_args(tmp_path: Path) -> list[str]:
         "--model.network.init_args.expansion=8", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
         "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
     ]  # fmt: skip
+
+
+def submit_train_sbatch(slurm_cluster, tmp_path, options: list[str], args: list[str]) -> subprocess.CompletedProcess:
+    """sbatch scripts/slurm/train.sbatch with ``options`` for sbatch and ``args`` for lc-train fit,
+    on CPU (no GPU gres), in tmp_path with tests/ importable; returns sbatch's completed process."""
+    env = {**slurm_cluster.ddp_env(), "PYTHONPATH": str(TESTS)}
+    env["PATH"] = f"{Path(LC_TRAIN).parent}:{env['PATH']}"  # srun lc-train in the batch script
+    command = [
+        "sbatch", *options, "--gres=none", "--cpus-per-task=1", "--overcommit", "--time=10",
+        str(REPO / "scripts" / "slurm" / "train.sbatch"), *args,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
 @needs_fashion_mnist
@@ -80,14 +127,10 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
         f"trainer:\n  callbacks:\n    - class_path: rank_weights.SaveRankWeights\n"
         f"      init_args: {{directory: {tmp_path / 'ranks'}}}\n"
     )
-    env = {**slurm_cluster.ddp_env(), "PYTHONPATH": str(TESTS)}
-    env["PATH"] = f"{Path(LC_TRAIN).parent}:{env['PATH']}"  # srun lc-train in the batch script
-    command = [
-        "sbatch", "--wait", f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}", "--gres=none",
-        "--cpus-per-task=1", "--overcommit", "--time=10", str(REPO / "scripts" / "slurm" / "train.sbatch"),
-        *fashion_mnist_args(tmp_path), "--config", str(tmp_path / "ranks.yaml"), "--trainer.strategy=ddp",
-    ]  # fmt: skip
-    job = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    job = submit_train_sbatch(
+        slurm_cluster, tmp_path, ["--wait", f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}"],
+        [*fashion_mnist_args(tmp_path), "--config", str(tmp_path / "ranks.yaml"), "--trainer.strategy=ddp"],
+    )  # fmt: skip
     output = "".join(p.read_text() for p in (tmp_path / "logs").glob("slurm-*.out"))
     assert job.returncode == 0, job.stderr + output[-3000:] + slurm_cluster.logs()
     world = nodes * tasks_per_node
@@ -105,3 +148,42 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
     logged_acc = events.Scalars("val/acc")[-1].value
     single = build_cli(["validate", *fashion_mnist_args(tmp_path), f"--ckpt_path={checkpoint}"])
     assert single.trainer.callback_metrics["val/acc"].item() == pytest.approx(logged_acc, abs=1e-6)
+
+
+def job_state(slurm_cluster, job_id: str) -> str:
+    """The job's state as squeue prints it (PENDING, RUNNING, ...), or "" once it has left the queue."""
+    return slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_a_job_signalled_before_its_time_limit_checkpoints_requeues_itself_and_resumes(slurm_cluster, tmp_path):
+    (tmp_path / "logs").mkdir()
+    args = [*fashion_mnist_args(tmp_path), "--data.train_subset=1024", "--trainer.max_epochs=3"]
+    job_id = submit_train_sbatch(slurm_cluster, tmp_path, ["--nodes=1", "--ntasks-per-node=1"], args).stdout.split()[-1]
+    run = tmp_path / "logs" / "table1" / "fashion_mnist_lc_frozen" / f"slurm-{job_id}"
+    output = tmp_path / "logs" / f"slurm-{job_id}.out"
+    wait_until(lambda: (run / "checkpoints" / "last.ckpt").exists(), 180, "the first epoch ends")
+    # What --signal=SIGUSR1@90 does before the time limit: signal every task of the job.
+    assert slurm_cluster.run("scancel", "--signal=USR1", job_id).returncode == 0
+    wait_until(lambda: job_state(slurm_cluster, job_id) == "PENDING", 60, "the job requeues itself")
+    assert "Restarts=1" in slurm_cluster.run("scontrol", "show", "job", job_id).stdout
+    # Slurm holds a requeued job back for two minutes; start it now.
+    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    wait_until(lambda: job_state(slurm_cluster, job_id) in ("", "COMPLETED"), 240, "the requeued job ends")
+    log = output.read_text()
+    assert "Handling auto-requeue signal" in log and "Requeued SLURM job" in log, log[-3000:]
+    requeue_checkpoint = run / "hpc_ckpt_1.ckpt"
+    assert f"Restored all states from the checkpoint at {requeue_checkpoint}" in log
+    interrupted_at = torch.load(requeue_checkpoint, weights_only=False)["global_step"]
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    steps_per_epoch = 1024 // 64
+    assert steps_per_epoch <= interrupted_at < 3 * steps_per_epoch  # interrupted during training
+    assert (final["epoch"], final["global_step"]) == (2, 3 * steps_per_epoch)  # as without the interruption
