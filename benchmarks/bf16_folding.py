@@ -30,7 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"LC-Block {args.channels} -> {args.channels}, 3x3, on {device}; relative errors against fp64")
-    print(f"{'E':>5} | {'weight fp32':>11} | {'weight bf16':>11} | {'output, fp32 weight':>19} | {'output, bf16 weight':>19}")
+    columns = ("weight fp32", "weight bf16", "output, fp32 weight", "output, bf16 weight")
+    print(f"{'E':>5} | {columns[0]:>11} | {columns[1]:>11} | {columns[2]:>19} | {columns[3]:>19}")
     print("-" * 78)
     for expansion in (1, 8, 32, 128):
         torch.manual_seed(args.seed)
