@@ -2,12 +2,14 @@
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 from torchvision import transforms
 
+from lc_lightning.data.device import DeviceLoader
 from lc_lightning.data.seeded import EpochSampler, LazyStartDataLoader, SeededAugmentation
 from lc_lightning.distributed import fail_on_every_rank
 from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError, UserInputError
@@ -17,9 +19,10 @@ class ImageDataModule(LightningDataModule):
     """Train and validation splits of an image classification dataset as [0, 1] tensors.
 
     Subclasses set ``num_classes``, ``in_channels`` and the per-channel ``mean``/``std`` of
-    the training images (the CLI links them into the model, which normalises inside), and
-    implement ``make_dataset`` and the transforms. "Validation" is the dataset's official
-    test split, as in the paper; ``test`` uses the same split.
+    the training images (the CLI links them into the model, which normalises inside), the
+    training augmentation (``crop_padding``, ``horizontal_flip``) and implement
+    ``make_dataset``. "Validation" is the dataset's official test split, as in the paper;
+    ``test`` uses the same split.
 
     Args:
         data_dir: directory holding the dataset (or receiving it when ``download`` is true).
@@ -31,12 +34,22 @@ class ImageDataModule(LightningDataModule):
             this process may run on divided among the trainer's devices on this node.
         train_subset: train on a fixed random subset of this many images (quick runs).
         val_subset: validate on a fixed random subset of this many images (quick runs).
+        loader: ``torch``: torchvision transforms in DataLoader worker processes. ``device``:
+            the whole split held on the training device as uint8 and augmented there in
+            batches (lc_lightning.data.device), for the 32x32 datasets; the same samples and
+            augmentation semantics, without workers or per-batch copies.
     """
 
     num_classes: int
     in_channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    image_size = 32
+    """Side of the (square) images after ``base_transforms``."""
+    crop_padding = 0
+    """Training augmentation: a random ``image_size`` crop after zero padding of this many pixels (0: none)."""
+    horizontal_flip = False
+    """Training augmentation: a random left-right flip with probability 0.5."""
 
     def __init__(
         self,
@@ -46,6 +59,7 @@ class ImageDataModule(LightningDataModule):
         num_workers: int | None = None,
         train_subset: int | None = None,
         val_subset: int | None = None,
+        loader: Literal["torch", "device"] = "torch",
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("train_subset", train_subset), ("val_subset", val_subset)):
@@ -59,6 +73,7 @@ class ImageDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.train_subset = train_subset
         self.val_subset = val_subset
+        self.loader = loader
 
     def make_dataset(self, train: bool, transform) -> Dataset:
         """The train (``train=True``) or official test split with ``transform`` applied.
@@ -71,13 +86,22 @@ class ImageDataModule(LightningDataModule):
         """Download both splits into ``data_dir`` unless they are already there."""
         raise NotImplementedError
 
+    def base_transforms(self) -> list:
+        """The deterministic PIL transforms every image goes through first (none by default)."""
+        return []
+
     def train_transform(self) -> transforms.Compose:
         """The paper's training augmentation, ending in a [0, 1] float tensor."""
-        return self.val_transform()
+        augmentation = []
+        if self.crop_padding:
+            augmentation.append(transforms.RandomCrop(self.image_size, padding=self.crop_padding))
+        if self.horizontal_flip:
+            augmentation.append(transforms.RandomHorizontalFlip())
+        return transforms.Compose([*self.base_transforms(), *augmentation, transforms.ToTensor()])
 
     def val_transform(self) -> transforms.Compose:
         """The deterministic evaluation transform, ending in a [0, 1] float tensor."""
-        return transforms.Compose([transforms.ToTensor()])
+        return transforms.Compose([*self.base_transforms(), transforms.ToTensor()])
 
     def prepare_data(self) -> None:
         if self.download:
@@ -88,9 +112,15 @@ class ImageDataModule(LightningDataModule):
         process stops every process with its message (see fail_on_every_rank)."""
         error = None
         try:
-            if stage == "fit":
-                self.train_set = _subset(self.make_dataset(True, self.train_transform()), self.train_subset)
-            self.val_set = _subset(self.make_dataset(False, self.val_transform()), self.val_subset)
+            if self.loader == "device":
+                uint8 = transforms.Compose([*self.base_transforms(), transforms.PILToTensor()])
+                if stage == "fit":
+                    self.train_set = _stacked(_subset(self.make_dataset(True, uint8), self.train_subset))
+                self.val_set = _stacked(_subset(self.make_dataset(False, uint8), self.val_subset))
+            else:
+                if stage == "fit":
+                    self.train_set = _subset(self.make_dataset(True, self.train_transform()), self.train_subset)
+                self.val_set = _subset(self.make_dataset(False, self.val_transform()), self.val_subset)
         except UserInputError as caught:
             error = caught
         fail_on_every_rank(error)
@@ -101,14 +131,29 @@ class ImageDataModule(LightningDataModule):
         sampler. The seed is the run's ``seed_everything``."""
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        if self.loader == "device":
+            images, labels = (tensor.to(self._device()) for tensor in self.train_set)
+            sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+            return DeviceLoader(
+                images, labels, sampler, self.batch_size, seed, padding=self.crop_padding, flip=self.horizontal_flip
+            )
         sampler = EpochSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         return self._loader(SeededAugmentation(self.train_set, seed), sampler, loader_class=LazyStartDataLoader)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceLoader:
+        if self.loader == "device":
+            images, labels = (tensor.to(self._device()) for tensor in self.val_set)
+            world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+            # like the DistributedSampler Lightning gives a validation DataLoader under DDP
+            sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=False)
+            return DeviceLoader(images, labels, sampler, self.batch_size)
         return self._loader(self.val_set)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
+    def test_dataloader(self) -> DataLoader | DeviceLoader:
+        return self.val_dataloader()
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def not_found(self, path: Path, detail: str) -> DatasetNotFoundError:
         """The error for a dataset missing at ``path``: what is wrong (``detail``) and both fixes."""
@@ -146,6 +191,12 @@ def _usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _stacked(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All (uint8 image, label) items of ``dataset`` as an (N, C, H, W) uint8 and an (N,) int64 tensor."""
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
 def _subset(dataset: Dataset, size: int | None) -> Dataset:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from torchvision import datasets, transforms
+from torchvision import datasets
 
 from lc_lightning.data.base import ImageDataModule
 
@@ -19,11 +19,8 @@ class CIFAR10DataModule(ImageDataModule):
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     dataset_class = datasets.CIFAR10
-
-    def train_transform(self) -> transforms.Compose:
-        return transforms.Compose(
-            [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
-        )
+    crop_padding = 4
+    horizontal_flip = True
 
     def download_dataset(self) -> None:
         for train in (True, False):

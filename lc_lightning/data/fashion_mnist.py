@@ -54,8 +54,8 @@ class FashionMNISTDataModule(ImageDataModule):
     mean = (0.2856,)
     std = (0.3385,)
 
-    def val_transform(self) -> transforms.Compose:
-        return transforms.Compose([transforms.Resize(32), transforms.ToTensor()])
+    def base_transforms(self) -> list:
+        return [transforms.Resize(32)]
 
     def _root(self) -> Path | None:
         """The torchvision root holding ``FashionMNIST/raw``, unpacking gzip files if needed."""

@@ -51,6 +51,11 @@ class ImageNetDataModule(ImageDataModule):
         super().__init__(**kwargs)
         if num_classes < 2:
             raise InvalidArgumentError(f"num_classes must be >= 2, got {num_classes}")
+        if self.loader == "device":
+            raise InvalidArgumentError(
+                "ImageNetDataModule: loader 'device' holds a whole split on the GPU and is for the 32x32 "
+                "datasets; ImageNet needs --data.loader=torch"
+            )
         self.num_classes = num_classes
 
     def train_transform(self) -> transforms.Compose:

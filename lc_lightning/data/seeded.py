@@ -45,17 +45,17 @@ class SeededAugmentation(Dataset):
             return self.dataset[key]
         epoch, index = key
         state = torch.get_rng_state()
-        torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
+        torch.default_generator.manual_seed(derived_seed(self.seed, epoch, index))
         try:
             return self.dataset[index]
         finally:
             torch.set_rng_state(state)
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 64-bit seed for one image in one epoch, well mixed (numpy's SeedSequence) so that
-    neighbouring images and epochs get unrelated random streams."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0])
+def derived_seed(*numbers: int) -> int:
+    """A 64-bit seed for a tuple of non-negative integers such as (seed, epoch, image), well
+    mixed (numpy's SeedSequence) so that neighbouring tuples get unrelated random streams."""
+    return int(np.random.SeedSequence(list(numbers)).generate_state(1, dtype=np.uint64)[0])
 
 
 class LazyStartDataLoader(DataLoader):
