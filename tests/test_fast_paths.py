@@ -1,0 +1,42 @@
+"""The fast paths of ImageClassifier: channels-last memory format and torch.compile."""
+
+from functools import partial
+
+import torch
+
+from lc_lightning.models import CifarResNet
+from lc_lightning.module import ImageClassifier
+
+
+def classifier(**options) -> ImageClassifier:
+    torch.manual_seed(0)
+    network = partial(CifarResNet, depth=8, width=4, expansion=2)
+    return ImageClassifier(network, 10, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), **options)
+
+
+def train_step(model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One SGD step; the logits before it."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    logits = model(images)
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    optimizer.step()
+    return logits
+
+
+def test_channels_last_and_compile_compute_what_the_plain_module_does():
+    images, labels = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    plain = classifier()
+    plain_logits = train_step(plain, images, labels)
+    torch._dynamo.utils.counters.clear()
+    for options in ({"channels_last": True}, {"compile": True}):
+        fast = classifier(**options)
+        assert fast.state_dict().keys() == plain.state_dict().keys()  # checkpoints stay interchangeable
+        logits = train_step(fast, images, labels)
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert graphs > 0 if options.get("compile") else graphs == 0  # compiled exactly when asked
+        torch.testing.assert_close(logits, plain_logits, rtol=1e-4, atol=1e-5)
+        for name, value in plain.state_dict().items():
+            torch.testing.assert_close(fast.state_dict()[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    channels_last = classifier(channels_last=True)
+    stem = next(m for m in channels_last.network.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last)
