@@ -18,7 +18,7 @@ CUDA; on CPU the growth of the process's peak resident memory over its memory be
 training (the dataset included).
 
 --imagenet adds the ImageNet-scale rows: one training step (forward, backward, SGD) of timm's
-ResNet-18d with LC-Blocks x128, every weight learned, on 224x224 images, folded vs explicit, at
+ResNet-18d with LC-Blocks x128 (--imagenet-expansion), every weight learned, on 224x224 images, folded vs explicit, at
 --imagenet-batch or, where that does not fit, the largest power-of-two batch below it that does.
 """
 
@@ -143,7 +143,7 @@ def measure_imagenet(row: dict, args: argparse.Namespace, results) -> None:
     """One ImageNet-scale training step per try, halving the batch until it fits; put (batch, ms, peak MiB)."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = TimmNet(1000, 3, name="resnet18d", expansion=128).to(device)
+    model = TimmNet(1000, 3, name="resnet18d", expansion=args.imagenet_expansion).to(device)
     set_folded(model, row["path"] == "folded")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     batch = args.imagenet_batch
@@ -212,14 +212,15 @@ def main() -> None:
     parser.add_argument("--expansions", type=int, nargs="*", default=[1, 8, 32, 128])
     parser.add_argument("--loaders", nargs="+", choices=("torch", "device"), default=["torch", "device"])
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the DataModule's)")
-    for option in ("compile", "channels-last", "cudnn-benchmark"):
-        parser.add_argument(f"--{option}", nargs="+", choices=("off", "on"), default=["off"])
+    for option, default in (("compile", "off"), ("channels-last", "on"), ("cudnn-benchmark", "off")):  # lc-train's
+        parser.add_argument(f"--{option}", nargs="+", choices=("off", "on"), default=[default])
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, autotuning)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--epochs", type=int, default=0, help="time this many whole epochs instead of --steps")
     parser.add_argument("--imagenet", action="store_true", help="also the ImageNet-scale ResNet-18d rows")
     parser.add_argument("--imagenet-batch", type=int, default=256)
     parser.add_argument("--imagenet-steps", type=int, default=3)
+    parser.add_argument("--imagenet-expansion", type=int, default=128)
     args = parser.parse_args()
     args.precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -247,7 +248,8 @@ def main() -> None:
             line += f" {epoch:.1f} | {epoch * PAPER_EPOCHS / 60:.1f} |"
         print(line, flush=True)
     if args.imagenet:
-        print(f"\nResNet-18d LC x128, every weight learned, 224x224, one training step, {args.precision}\n")
+        print(f"\nResNet-18d LC x{args.imagenet_expansion}, every weight learned, 224x224, one training step, "
+              f"{args.precision}\n")  # fmt: skip
         print("| path | batch | step [ms] | peak [MiB] |\n|---|---|---|---|")
         for path in ("folded", "explicit"):
             result = in_child(measure_imagenet, {"path": path}, args)
