@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from test_faults import tiny_cifar_args
 
@@ -62,10 +63,13 @@ def test_reading_an_image_leaves_the_callers_random_stream_alone(tiny_cifar10):
     assert not torch.equal(dataset[(5, 17)][0], image)
 
 
-def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(tiny_cifar10, tmp_path, monkeypatch):
+@pytest.mark.parametrize("loader", ["torch", "device"])
+def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
+    loader, tiny_cifar10, tmp_path, monkeypatch
+):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    args = tiny_cifar_args(root, "--trainer.max_epochs=3", "--data.num_workers=2")
+    args = tiny_cifar_args(root, "--trainer.max_epochs=3", "--data.num_workers=2", f"--data.loader={loader}")
     build_cli(["fit", *args])  # uninterrupted: logs/cifar10_e32/version_0
     stop = "--trainer.callbacks+={class_path: interruptions.StopAfterEpoch, init_args: {epoch: 1}}"
     build_cli(["fit", *args, stop])  # stopped after 2 of 3 epochs: version_1

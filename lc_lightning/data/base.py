@@ -125,12 +125,13 @@ class ImageDataModule(LightningDataModule):
             error = caught
         fail_on_every_rank(error)
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches; order and augmentations follow from (seed, epoch, image)
-        alone (see lc_lightning.data.seeded), split over the DDP ranks like Lightning's own
-        sampler. The seed is the run's ``seed_everything``."""
+    def train_dataloader(self) -> DataLoader | DeviceLoader:
+        """Shuffled training batches, split over the DDP ranks like Lightning's own sampler. The
+        torch path's order and augmentations follow from (seed, epoch, image) alone (see
+        lc_lightning.data.seeded), the device path's from (seed, epoch, rank). The seed is the
+        run's ``seed_everything``."""
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        world_size, rank = self._ranks()
         if self.loader == "device":
             images, labels = (tensor.to(self._device()) for tensor in self.train_set)
             sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
@@ -143,7 +144,7 @@ class ImageDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader | DeviceLoader:
         if self.loader == "device":
             images, labels = (tensor.to(self._device()) for tensor in self.val_set)
-            world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+            world_size, rank = self._ranks()
             # like the DistributedSampler Lightning gives a validation DataLoader under DDP
             sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=False)
             return DeviceLoader(images, labels, sampler, self.batch_size)
@@ -154,6 +155,10 @@ class ImageDataModule(LightningDataModule):
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _ranks(self) -> tuple[int, int]:
+        """(world size, this process's global rank); (1, 0) without a trainer."""
+        return (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
 
     def not_found(self, path: Path, detail: str) -> DatasetNotFoundError:
         """The error for a dataset missing at ``path``: what is wrong (``detail``) and both fixes."""
