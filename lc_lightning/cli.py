@@ -43,6 +43,9 @@ class LCTrainCLI(LightningCLI):
         take_layout_from_slurm(trainer)
         if self.subcommand == "fit":
             pin_run_directory(trainer)
+            config = self.config.fit
+            if config.ckpt_path is None and trainer.default_root_dir is not None:
+                config.ckpt_path = checkpoint_to_resume(Path(trainer.default_root_dir))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in DATA_TO_MODEL_LINKS:
@@ -123,6 +126,27 @@ def pin_run_directory(trainer) -> None:
         trainer.default_root_dir = str(root / version)
 
 
+def checkpoint_to_resume(run_dir: Path) -> str | None:
+    """What a fit without ``--ckpt_path`` into ``run_dir`` resumes from, so that no run is overwritten.
+
+    None where ``run_dir`` holds no checkpoint yet (a new run), or where Lightning resumes by
+    itself (under srun with a requeue checkpoint ``hpc_ckpt_<n>.ckpt`` there). "last" for a
+    job that SLURM restarted (requeued or preempted, ``SLURM_RESTART_COUNT`` > 0) without a
+    requeue checkpoint. Otherwise the directory belongs to an earlier run and
+    InvalidArgumentError says how to resume it or start anew.
+    """
+    if not any((run_dir / "checkpoints").glob("*.ckpt")):
+        return None
+    if SLURMEnvironment.detect() and any(run_dir.glob("hpc_ckpt_*.ckpt")):
+        return None
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0:
+        return "last"
+    raise InvalidArgumentError(
+        f"{run_dir} already holds the checkpoints of a run. Resume it with --ckpt_path last, or start a new "
+        f"run in a new directory with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
+    )
+
+
 def _is_tensorboard_logger(class_path: str | None) -> bool:
     module, _, name = (class_path or "").rpartition(".")
     try:
@@ -132,12 +156,17 @@ def _is_tensorboard_logger(class_path: str | None) -> bool:
 
 
 def _slurm_run_version() -> str | None:
-    """``slurm-<job id>`` (``slurm-<array job id>_<task id>``) under srun, else None."""
+    """``slurm-<job id>`` (``slurm-<array job id>_<task id>``) under srun, else None; a job's
+    second and later job steps (several srun calls in one job) add ``.<step id>``. A requeued
+    job numbers its steps from 0 again, so each finds its directory again."""
     if not SLURMEnvironment.detect():
         return None
     if "SLURM_ARRAY_JOB_ID" in os.environ:
-        return f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return f"slurm-{os.environ['SLURM_JOB_ID']}"
+        version = f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    else:
+        version = f"slurm-{os.environ['SLURM_JOB_ID']}"
+    step = os.environ.get("SLURM_STEP_ID", "0")
+    return version if step == "0" else f"{version}.{step}"
 
 
 def _next_version(root: Path) -> int:

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_faults import tiny_cifar_args
+from test_faults import lc_train_error, tiny_cifar_args
 
-from lc_lightning.cli import build_cli
+from lc_lightning.cli import build_cli, checkpoint_to_resume
 from lc_lightning.data import CIFAR10DataModule
+from lc_lightning.errors import InvalidArgumentError
 
 
 def epoch_batches(data: CIFAR10DataModule, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -84,3 +85,29 @@ def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
     assert final["global_step"] == uninterrupted["global_step"] == 3 * 5
     for name, value in uninterrupted["state_dict"].items():
         assert torch.equal(final["state_dict"][name], value), name
+
+
+def test_a_fit_never_overwrites_an_earlier_run(tmp_path, monkeypatch):
+    for name in ("SLURM_NTASKS", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    run = tmp_path / "version_0"
+    assert checkpoint_to_resume(run) is None  # a new run
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(InvalidArgumentError, match=r"already holds the checkpoints of a run. Resume it with"):
+        checkpoint_to_resume(run)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued or preempted without a requeue checkpoint
+    assert checkpoint_to_resume(run) == "last"
+    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "lc-train"}.items():  # under srun
+        monkeypatch.setenv(name, value)
+    (run / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    assert checkpoint_to_resume(run) is None  # Lightning resumes from hpc_ckpt_1.ckpt by itself
+
+
+def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeypatch, capsys):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=1")])
+    config = tmp_path / "logs" / "cifar10_e32" / "version_0" / "config.yaml"
+    err = lc_train_error(capsys, "fit", "--config", str(config))
+    assert "logs/cifar10_e32/version_0 already holds the checkpoints of a run" in err

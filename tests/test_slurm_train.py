@@ -56,7 +56,7 @@ def tensorboard_trainer_config(save_dir: Path, version=None) -> Namespace:
 
 
 def test_a_run_directory_is_fixed_before_the_run_named_after_its_slurm_job(monkeypatch, tmp_path):
-    for name in ("SLURM_NTASKS", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+    for name in ("SLURM_NTASKS", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_STEP_ID"):
         monkeypatch.delenv(name, raising=False)
     runs = tmp_path / "table1" / "x"
     for pinned in ([], ["version_0", "version_2", "slurm-7"]):
@@ -72,6 +72,11 @@ def test_a_run_directory_is_fixed_before_the_run_named_after_its_slurm_job(monke
     trainer = tensorboard_trainer_config(tmp_path)
     pin_run_directory(trainer)
     assert (trainer.logger.init_args.version, trainer.default_root_dir) == ("slurm-123", str(runs / "slurm-123"))
+    monkeypatch.setenv("SLURM_STEP_ID", "2")  # a job's third srun
+    trainer = tensorboard_trainer_config(tmp_path)
+    pin_run_directory(trainer)
+    assert trainer.logger.init_args.version == "slurm-123.2"
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "120")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     trainer = tensorboard_trainer_config(tmp_path)
