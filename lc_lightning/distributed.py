@@ -5,8 +5,9 @@ import torch.distributed as dist
 from lc_lightning.errors import UserInputError
 
 
-def fail_on_every_rank(error: UserInputError | None) -> None:
-    """Raise ``error`` here, and on every other process of the run an error carrying its message.
+def fail_on_every_rank(error: Exception | None) -> None:
+    """Raise ``error`` here, and on every other process of the run a UserInputError carrying
+    its type and message.
 
     Every process must call this at the same point (a collective). Without it, a process that
     stops with an error (say, a dataset missing on its node) leaves the others waiting for it
@@ -18,7 +19,8 @@ def fail_on_every_rank(error: UserInputError | None) -> None:
             raise error
         return
     messages = [None] * dist.get_world_size()
-    dist.all_gather_object(messages, None if error is None else str(error))
+    message = None if error is None else str(error) if isinstance(error, UserInputError) else repr(error)
+    dist.all_gather_object(messages, message)
     if error is not None:
         raise error
     failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]

@@ -101,14 +101,35 @@ def test_the_device_loader_repeats_itself_for_a_seed_and_epoch_only(tiny_cifar10
     assert not torch.equal(epoch(data.train_dataloader(), 0)[0][0], first[0][0])
 
 
+def cpu_trainer(world_size: int = 1, global_rank: int = 0, overfit_batches: float = 0) -> SimpleNamespace:
+    """What the DataModule reads of its trainer."""
+    strategy = SimpleNamespace(root_device=torch.device("cpu"))
+    return SimpleNamespace(
+        world_size=world_size, global_rank=global_rank, overfit_batches=overfit_batches, strategy=strategy
+    )
+
+
+def test_overfit_batches_gets_the_same_plain_batches_every_epoch(tiny_cifar10):
+    root, _ = tiny_cifar10
+    _, data = cifar_modules(root)
+    data.trainer = cpu_trainer(overfit_batches=2)
+    loader = data.train_dataloader()
+    first, second = epoch(loader, 0), epoch(loader, 1)
+    for (x, y), (x_again, y_again) in zip(first, second, strict=True):
+        assert torch.equal(x, x_again) and torch.equal(y, y_again)
+    # in file order and without augmentation: the training images as they are
+    originals = CIFAR10DataModule(data_dir=str(root), batch_size=16, loader="device")
+    originals.setup("fit")
+    images, labels = originals.train_set
+    assert torch.equal(first[0][0], images[:16].float() / 255) and torch.equal(first[0][1], labels[:16])
+
+
 def test_ddp_ranks_get_disjoint_shards_that_cover_the_split(tiny_cifar10):
     root, _ = tiny_cifar10
     _, data = cifar_modules(root)
     shards = []
     for rank in (0, 1):
-        data.trainer = SimpleNamespace(
-            world_size=2, global_rank=rank, strategy=SimpleNamespace(root_device=torch.device("cpu"))
-        )
+        data.trainer = cpu_trainer(world_size=2, global_rank=rank)
         loader = data.train_dataloader()
         loader.sampler.set_epoch(5)
         shards.append(list(loader.sampler))

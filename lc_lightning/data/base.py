@@ -12,7 +12,7 @@ from torchvision import transforms
 from lc_lightning.data.device import DeviceLoader
 from lc_lightning.data.seeded import EpochSampler, LazyStartDataLoader, SeededAugmentation
 from lc_lightning.distributed import fail_on_every_rank
-from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError, UserInputError
+from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError
 
 
 class ImageDataModule(LightningDataModule):
@@ -121,7 +121,7 @@ class ImageDataModule(LightningDataModule):
                 if stage == "fit":
                     self.train_set = _subset(self.make_dataset(True, self.train_transform()), self.train_subset)
                 self.val_set = _subset(self.make_dataset(False, self.val_transform()), self.val_subset)
-        except UserInputError as caught:
+        except Exception as caught:  # every process must reach fail_on_every_rank
             error = caught
         fail_on_every_rank(error)
 
@@ -134,10 +134,11 @@ class ImageDataModule(LightningDataModule):
         world_size, rank = self._ranks()
         if self.loader == "device":
             images, labels = (tensor.to(self._device()) for tensor in self.train_set)
-            sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-            return DeviceLoader(
-                images, labels, sampler, self.batch_size, seed, padding=self.crop_padding, flip=self.horizontal_flip
-            )
+            # overfit_batches: the same first batches every epoch, as Lightning makes of a DataLoader
+            vary = not (self.trainer is not None and self.trainer.overfit_batches > 0)
+            sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=vary, seed=seed)
+            padding, flip = (self.crop_padding, self.horizontal_flip) if vary else (0, False)
+            return DeviceLoader(images, labels, sampler, self.batch_size, seed, padding=padding, flip=flip)
         sampler = EpochSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         return self._loader(SeededAugmentation(self.train_set, seed), sampler, loader_class=LazyStartDataLoader)
 
