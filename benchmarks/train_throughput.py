@@ -148,6 +148,8 @@ def measure_imagenet(row: dict, args: argparse.Namespace, results) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     batch = args.imagenet_batch
     while batch >= 1:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()  # a failed larger try must not count
         try:
             images = torch.rand(batch, 3, 224, 224, device=device)
             labels = torch.randint(0, 1000, (batch,), device=device)
@@ -166,7 +168,7 @@ def measure_imagenet(row: dict, args: argparse.Namespace, results) -> None:
             results.put((batch, 1000 * sorted(times[1:])[len(times[1:]) // 2], _peak_mib(device, memory_before)))
             return
         except torch.OutOfMemoryError:
-            del images, labels
+            images = labels = loss = None  # free what the failed try holds
             optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
