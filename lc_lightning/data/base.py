@@ -112,43 +112,42 @@ class ImageDataModule(LightningDataModule):
         process stops every process with its message (see fail_on_every_rank)."""
         error = None
         try:
-            if self.loader == "device":
-                uint8 = transforms.Compose([*self.base_transforms(), transforms.PILToTensor()])
-                if stage == "fit":
-                    self.train_set = _stacked(_subset(self.make_dataset(True, uint8), self.train_subset))
-                self.val_set = _stacked(_subset(self.make_dataset(False, uint8), self.val_subset))
-            else:
-                if stage == "fit":
-                    self.train_set = _subset(self.make_dataset(True, self.train_transform()), self.train_subset)
-                self.val_set = _subset(self.make_dataset(False, self.val_transform()), self.val_subset)
+            if stage == "fit":
+                self.train_set = self._read_split(train=True)
+            self.val_set = self._read_split(train=False)
         except Exception as caught:  # every process must reach fail_on_every_rank
             error = caught
         fail_on_every_rank(error)
+
+    def _read_split(self, train: bool) -> Dataset | tuple[torch.Tensor, torch.Tensor]:
+        """One split, subset if asked, as the loader takes it: a Dataset of transformed images
+        for ``torch``, (uint8 images, labels) tensors after ``base_transforms`` for ``device``."""
+        size = self.train_subset if train else self.val_subset
+        if self.loader == "device":
+            uint8 = transforms.Compose([*self.base_transforms(), transforms.PILToTensor()])
+            return _stacked(_subset(self.make_dataset(train, uint8), size))
+        transform = self.train_transform() if train else self.val_transform()
+        return _subset(self.make_dataset(train, transform), size)
 
     def train_dataloader(self) -> DataLoader | DeviceLoader:
         """Shuffled training batches, split over the DDP ranks like Lightning's own sampler. The
         torch path's order and augmentations follow from (seed, epoch, image) alone (see
         lc_lightning.data.seeded), the device path's from (seed, epoch, rank). The seed is the
         run's ``seed_everything``."""
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        world_size, rank = self._ranks()
         if self.loader == "device":
-            images, labels = (tensor.to(self._device()) for tensor in self.train_set)
             # overfit_batches: the same first batches every epoch, as Lightning makes of a DataLoader
-            vary = not (self.trainer is not None and self.trainer.overfit_batches > 0)
-            sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=vary, seed=seed)
-            padding, flip = (self.crop_padding, self.horizontal_flip) if vary else (0, False)
-            return DeviceLoader(images, labels, sampler, self.batch_size, seed, padding=padding, flip=flip)
+            if self.trainer is not None and self.trainer.overfit_batches > 0:
+                return self._device_loader(self.train_set, shuffle=False)
+            return self._device_loader(self.train_set, shuffle=True, augment=True)
+        world_size, rank = self._ranks()
+        seed = _run_seed()
         sampler = EpochSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         return self._loader(SeededAugmentation(self.train_set, seed), sampler, loader_class=LazyStartDataLoader)
 
     def val_dataloader(self) -> DataLoader | DeviceLoader:
         if self.loader == "device":
-            images, labels = (tensor.to(self._device()) for tensor in self.val_set)
-            world_size, rank = self._ranks()
-            # like the DistributedSampler Lightning gives a validation DataLoader under DDP
-            sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=False)
-            return DeviceLoader(images, labels, sampler, self.batch_size)
+            # unshuffled and split over the ranks, like the sampler Lightning gives a validation DataLoader
+            return self._device_loader(self.val_set, shuffle=False)
         return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader | DeviceLoader:
@@ -156,6 +155,18 @@ class ImageDataModule(LightningDataModule):
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _device_loader(
+        self, split: tuple[torch.Tensor, torch.Tensor], shuffle: bool, augment: bool = False
+    ) -> DeviceLoader:
+        """A DeviceLoader over a (uint8 images, labels) split moved to the training device, split
+        over the DDP ranks; with ``augment``, the DataModule's crop and flip."""
+        images, labels = (tensor.to(self._device()) for tensor in split)
+        world_size, rank = self._ranks()
+        seed = _run_seed()
+        sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+        padding, flip = (self.crop_padding, self.horizontal_flip) if augment else (0, False)
+        return DeviceLoader(images, labels, sampler, self.batch_size, seed, padding=padding, flip=flip)
 
     def _ranks(self) -> tuple[int, int]:
         """(world size, this process's global rank); (1, 0) without a trainer."""
@@ -191,6 +202,11 @@ class ImageDataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )
+
+
+def _run_seed() -> int:
+    """The run's ``seed_everything`` (0 if unset), as Lightning's own distributed sampler takes it."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def _usable_cpus() -> int:
