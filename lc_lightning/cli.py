@@ -3,6 +3,8 @@
 import importlib
 import os
 import sys
+import warnings
+from argparse import ArgumentError
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -10,11 +12,14 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
+from lc_lightning.callbacks import RecordRunStatus
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.data import ImageDataModule
 from lc_lightning.errors import InvalidArgumentError, UserInputError
 from lc_lightning.module import ImageClassifier
+from lc_lightning.run_status import RunStatus, newest_checkpoint, write_status
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
@@ -25,7 +30,8 @@ class LCTrainCLI(LightningCLI):
 
     ``--checkpoint.*`` configures a ModelCheckpoint (``save_last`` on) and ``--lr_monitor.*``
     a LearningRateMonitor (per step); both are always present, whatever
-    ``trainer.callbacks`` lists.
+    ``trainer.callbacks`` lists. A fit also keeps the run directory's ``status.json``
+    (RecordRunStatus), including a failure to build the model, data or trainer.
     """
 
     def _parse_ckpt_path(self) -> None:
@@ -46,6 +52,25 @@ class LCTrainCLI(LightningCLI):
             config = self.config.fit
             if config.ckpt_path is None and trainer.default_root_dir is not None:
                 config.ckpt_path = checkpoint_to_resume(Path(trainer.default_root_dir))
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except Exception as error:
+            root_dir = self.config.get("fit.trainer.default_root_dir") if self.subcommand == "fit" else None
+            if root_dir is not None and rank_zero_only.rank == 0:
+                write_status(Path(root_dir), RunStatus("failed", error=f"{type(error).__name__}: {error}"))
+            raise
+
+    def fit(self, model, ckpt_path=None, **kwargs) -> None:
+        """``trainer.fit`` with the run's status recorded; ``--ckpt_path last`` resumes from the
+        newest of the run's last and requeue checkpoints (:func:`newest_checkpoint`)."""
+        self.trainer.callbacks.append(RecordRunStatus())
+        if ckpt_path == "last":
+            checkpoint_dir = self.config.fit.checkpoint.dirpath
+            run_dir = Path(self.trainer.default_root_dir)
+            ckpt_path = newest_checkpoint(run_dir, Path(checkpoint_dir) if checkpoint_dir else None) or "last"
+        self.trainer.fit(model, ckpt_path=ckpt_path, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in DATA_TO_MODEL_LINKS:
@@ -175,20 +200,54 @@ def _next_version(root: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+CLI_ARGUMENTS = {
+    "model_class": ImageClassifier,
+    "datamodule_class": ImageDataModule,
+    "subclass_mode_data": True,
+    "auto_configure_optimizers": False,
+    "seed_everything_default": 0,
+    "trainer_defaults": TRAINER_DEFAULTS,
+    "save_config_kwargs": {"overwrite": True},
+}
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> LCTrainCLI:
     """Parse ``args`` (default ``sys.argv[1:]``), run the subcommand unless ``run`` is false,
     and return the CLI with its ``trainer``, ``model`` and ``datamodule``."""
-    return LCTrainCLI(
-        ImageClassifier,
-        ImageDataModule,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        seed_everything_default=0,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-    )
+    return LCTrainCLI(**CLI_ARGUMENTS, args=args, run=run)
+
+
+class FitConfigParser(LCTrainCLI):
+    """The parser of ``lc-train fit``, built once, for checking many runs' configs quickly."""
+
+    def __init__(self) -> None:
+        super().__init__(**CLI_ARGUMENTS, args=[], run=False, parser_kwargs={"exit_on_error": False})
+
+    def fit_config(self, args: list[str]) -> str:
+        """The complete config that ``lc-train fit <args>`` would run with and save as the run's
+        ``config.yaml`` (YAML, defaults filled in, nested config files inlined), built without
+        instantiating anything (~0.05 s). A config ``lc-train`` would reject raises
+        InvalidArgumentError with the parser's message."""
+        try:
+            config = self.parser.parse_args(args)
+        except ArgumentError as error:
+            raise InvalidArgumentError(str(error)) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # skip_none, as Lightning's SaveConfigCallback
+            return self.parser.dump(config, skip_none=False)
+
+    # LightningCLI's construction steps beyond building the parser: none of them here.
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        self.config = Namespace()
+
+    def _set_seed(self) -> None:
+        pass
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
 
 
 def main(args: list[str] | None = None) -> None:
@@ -211,3 +270,7 @@ def _message(error: UserInputError) -> str:
     if "Original Traceback" in text:
         return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
     return text
+
+
+if __name__ == "__main__":
+    main()
