@@ -1,0 +1,137 @@
+"""``lc-sweep``: run a grid of lc-train runs one after another here, or as a SLURM job array.
+
+Re-running the same command skips finished runs (and, with --slurm, runs SLURM still holds) and
+resumes the others from their newest checkpoint.
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from lc_lightning.errors import UserInputError
+from lc_lightning.sweep.directory import SweepDirectory, open_sweep_directory
+from lc_lightning.sweep.grid import load_sweep
+from lc_lightning.sweep.slurm import SWEEP_SCRIPT, queued_tasks, submit_array
+
+EXAMPLES = """examples:
+  lc-sweep configs/grids/figure4.yaml                     every run of Figure 4, here, one after another
+  lc-sweep configs/grids/figure4.yaml --slurm -- --partition=gpu --time=2:00:00
+  lc-sweep --config configs/sweeps/base.yaml --axis model.network.init_args.expansion=1,8 \\
+      --axis seed_everything=0,1 --dir logs/sweeps/mine
+  lc-report logs/sweeps/figure4                           the table and plots, once runs finished
+"""
+
+
+def parse_arguments(args: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="lc-sweep",
+        description="Train a grid of lc-train runs: the base configs with every combination of the axes' values. "
+        "Each run gets its own directory <dir>/<axis=value,...> with its complete config.yaml. Running the same "
+        "command again skips finished runs and resumes unfinished ones from their newest checkpoint.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "grid", nargs="?", type=Path, help="a grid file (configs/grids/*.yaml): base configs, axes, report"
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an lc-train config every run starts from, after the grid file's (repeatable)",
+    )
+    parser.add_argument(
+        "--axis",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help="a dotted lc-train config key and its values, KEY=V1,V2 or KEY=[V1, V2], added to every "
+        "grid; one value sets it for every run (repeatable)",
+    )
+    parser.add_argument("--dir", type=Path, help="the sweep directory (default: logs/sweeps/<grid file name>)")
+    parser.add_argument("--slurm", action="store_true", help="submit the runs as one SLURM job array (sbatch --array)")
+    parser.add_argument(
+        "--sbatch_script",
+        type=Path,
+        default=SWEEP_SCRIPT,
+        help="the batch script of one array task (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dry_run", action="store_true", help="check every run's config, say what would run, run nothing"
+    )
+    parser.add_argument("sbatch_options", nargs="*", metavar="-- SBATCH_OPTIONS",
+                        help="after --: options for sbatch, overriding the batch script's #SBATCH lines")  # fmt: skip
+    arguments = parser.parse_args(args)
+    if arguments.sbatch_options and not arguments.slurm:
+        parser.error(f"sbatch options {arguments.sbatch_options} given without --slurm")
+    if arguments.dir is None:
+        if arguments.grid is None:
+            parser.error("without a grid file, name the sweep directory with --dir")
+        arguments.dir = Path("logs") / "sweeps" / arguments.grid.stem
+    return arguments
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``lc-sweep``. Exit status 0 when every run it ran finished (or it submitted
+    the array), 1 when a local run failed, 2 for bad input (message on stderr)."""
+    arguments = parse_arguments(args)
+    try:
+        sweep = load_sweep(arguments.grid, arguments.config, arguments.axis)
+        directory = open_sweep_directory(arguments.dir, sweep, write=not arguments.dry_run)
+        queued = queued_tasks(directory.path) if arguments.slurm else {}
+        pending = _runs_to_train(directory, queued)
+        if arguments.dry_run or not pending:
+            return
+        if arguments.slurm:
+            job = submit_array(directory.path, pending, arguments.sbatch_script, arguments.sbatch_options)
+            print(f"lc-sweep: submitted job array {job} ({len(pending)} tasks); output in {directory.path / 'slurm'}")
+            return
+    except UserInputError as error:
+        print(f"lc-sweep: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    failed = _train_here(directory, pending)
+    if failed:
+        raise SystemExit(1)
+
+
+def _runs_to_train(directory: SweepDirectory, queued: dict[int, str]) -> list[int]:
+    """The indices of the runs that are neither finished nor held by SLURM, after one line per run."""
+    pending = []
+    for index, run in enumerate(directory.runs):
+        status = directory.status(run)
+        if status is not None and status.state == "finished":
+            state = "finished"
+        elif index in queued:
+            state = f"queued or running in SLURM job {queued[index]}"
+        else:
+            pending.append(index)
+            state = "to resume" if directory.has_checkpoint(run) else "to start"
+            if status is not None and status.state != "running":
+                state += f" (it {status.state}{': ' + status.error if status.error else ''})"
+        print(f"{run.name}: {state}")
+    counts = f"{len(directory.runs)} runs, {len(pending)} to train"
+    print(f"lc-sweep: {directory.path}: {counts}")
+    return pending
+
+
+def _train_here(directory: SweepDirectory, pending: list[int]) -> list[str]:
+    """Train the runs ``pending`` one after another, each in its own lc-train process; return the
+    names of those that failed. Ctrl-C stops the current run (which can be resumed) and the sweep."""
+    failed = []
+    for number, index in enumerate(pending, 1):
+        run = directory.runs[index]
+        print(f"lc-sweep: [{number}/{len(pending)}] {run.name}", flush=True)
+        process = subprocess.Popen([sys.executable, "-m", "lc_lightning.cli", *directory.train_arguments(run)])
+        try:
+            returncode = process.wait()
+        except KeyboardInterrupt:  # lc-train got the Ctrl-C too: let it stop cleanly, then stop
+            process.wait()
+            print(f"lc-sweep: interrupted during {run.name}; run the same command to resume", file=sys.stderr)
+            raise SystemExit(130) from None
+        if returncode != 0:
+            failed.append(run.name)
+            print(f"lc-sweep: {run.name} failed (exit status {returncode})", file=sys.stderr)
+    print(f"lc-sweep: {len(pending) - len(failed)} of {len(pending)} runs finished", file=sys.stderr)
+    return failed

@@ -1,0 +1,61 @@
+"""A sweep's runs as one SLURM job array: ``sbatch --array`` submits them, ``squeue`` says which
+are still queued or running. Array task i is the run on line i + 1 of the sweep's runs.txt."""
+
+import subprocess
+from pathlib import Path
+
+from lc_lightning.errors import UserInputError
+
+# lc-sweep's batch script, in the checkout lc-lightning is installed from (pip install -e .).
+SWEEP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "sweep.sbatch"
+
+
+def array_spec(indices: list[int]) -> str:
+    """sbatch's ``--array`` value for these task indices, runs of consecutive ones as ranges
+    ([0, 1, 2, 5, 7, 8] -> "0-2,5,7-8")."""
+    ranges, indices = [], sorted(indices)
+    start = previous = indices[0]
+    for index in [*indices[1:], None]:
+        if index is not None and index == previous + 1:
+            previous = index
+            continue
+        ranges.append(f"{start}" if start == previous else f"{start}-{previous}")
+        start = previous = index
+    return ",".join(ranges)
+
+
+def queued_tasks(sweep_dir: Path) -> dict[int, str]:
+    """The array tasks of this sweep that SLURM still holds (pending, running, requeued), as
+    {task index: job id "<array job>_<task>"}. lc-sweep marks its jobs with ``--comment=<sweep dir>``."""
+    listing = _slurm("squeue", "--me", "--noheader", "--array", "--format=%i|%K|%k")
+    tasks = {}
+    for line in listing.splitlines():
+        job, task, comment = line.split("|", 2)
+        if comment == str(sweep_dir) and task.isdigit():
+            tasks[int(task)] = job
+    return tasks
+
+
+def submit_array(sweep_dir: Path, indices: list[int], script: Path, sbatch_options: list[str]) -> str:
+    """Submit the runs ``indices`` of the sweep in ``sweep_dir`` as one job array of ``script``
+    and return its job id. Output goes to ``<sweep dir>/slurm/<job>_<task>.out``; the
+    ``sbatch_options`` come last, so they override lc-sweep's and the script's."""
+    if not script.is_file():
+        raise UserInputError(f"no batch script at {script}: pass lc-sweep --sbatch_script scripts/slurm/sweep.sbatch")
+    (sweep_dir / "slurm").mkdir(exist_ok=True)
+    return _slurm(
+        "sbatch", "--parsable", f"--array={array_spec(indices)}", f"--job-name={sweep_dir.name}",
+        f"--comment={sweep_dir}", f"--output={sweep_dir / 'slurm' / '%A_%a.out'}", *sbatch_options,
+        str(script), str(sweep_dir),
+    ).strip().split(";")[0]  # fmt: skip
+
+
+def _slurm(*command: str) -> str:
+    """Run a SLURM command and return its output; UserInputError with SLURM's message if it fails."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise UserInputError(f"{command[0]} not found: --slurm needs the SLURM client commands on PATH") from None
+    if result.returncode != 0:
+        raise UserInputError(f"{' '.join(command[:3])} ... failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
