@@ -57,9 +57,16 @@ class LCTrainCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as error:
+            # jsonargparse wraps what a DataModule's __init__ raises in a ValueError about its Union type
+            cause = _user_input_cause(error)
+            reported = cause or error
+            # recorded where the run directory exists (a sweep's run, a resumed run); a mistyped new
+            # run leaves no directory behind
             root_dir = self.config.get("fit.trainer.default_root_dir") if self.subcommand == "fit" else None
-            if root_dir is not None and rank_zero_only.rank == 0:
-                write_status(Path(root_dir), RunStatus("failed", error=f"{type(error).__name__}: {error}"))
+            if root_dir is not None and Path(root_dir).is_dir() and rank_zero_only.rank == 0:
+                write_status(Path(root_dir), RunStatus("failed", error=f"{type(reported).__name__}: {reported}"))
+            if cause is not None:
+                raise cause from None
             raise
 
     def fit(self, model, ckpt_path=None, **kwargs) -> None:
@@ -170,6 +177,15 @@ def checkpoint_to_resume(run_dir: Path) -> str | None:
         f"{run_dir} already holds the checkpoints of a run. Resume it with --ckpt_path last, or start a new "
         f"run in a new directory with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
     )
+
+
+def _user_input_cause(error: BaseException) -> UserInputError | None:
+    """The UserInputError that ``error`` is or was raised from, if any."""
+    while error is not None:
+        if isinstance(error, UserInputError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _is_tensorboard_logger(class_path: str | None) -> bool:

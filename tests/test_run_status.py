@@ -32,11 +32,20 @@ def test_a_fit_that_raises_is_failed_with_its_error(tiny_cifar10, tmp_path, monk
     )
 
 
-def test_a_model_that_cannot_be_built_is_failed_with_its_error(tiny_cifar10, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "wrong, error",
+    [("--model.network.init_args.expansion=0", "InvalidArgumentError: expansion must be an integer >= 1"),
+     ("--data.init_args.train_subset=0", "InvalidArgumentError: train_subset must be >= 1, got 0")],
+)  # fmt: skip
+def test_a_run_that_cannot_be_built_is_failed_with_its_error(tiny_cifar10, tmp_path, monkeypatch, capsys, wrong, error):
     monkeypatch.chdir(tmp_path)
-    lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], "--model.network.init_args.expansion=0"))
+    args = tiny_cifar_args(tiny_cifar10[0], wrong)
+    assert error.partition(": ")[2] in lc_train_error(capsys, "fit", *args)
+    assert not tmp_path.joinpath(*RUN_DIR).exists()  # a new run that never started leaves no directory
+    tmp_path.joinpath(*RUN_DIR).mkdir(parents=True)  # a sweep's run: its directory holds its config
+    lc_train_error(capsys, "fit", *args, "--trainer.logger.init_args.version=0")
     status = read_status(tmp_path.joinpath(*RUN_DIR))
-    assert status.state == "failed" and status.error.startswith("InvalidArgumentError: expansion")
+    assert status.state == "failed" and status.error.startswith(error)
 
 
 @pytest.mark.parametrize(
