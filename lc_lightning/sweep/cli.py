@@ -24,11 +24,15 @@ EXAMPLES = """examples:
 
 
 def parse_arguments(args: list[str] | None) -> argparse.Namespace:
+    """lc-sweep's arguments; those after ``--`` are sbatch's (``sbatch_options``)."""
     parser = argparse.ArgumentParser(
         prog="lc-sweep",
+        usage="%(prog)s [GRID] [--config FILE] [--axis KEY=VALUES] [--dir DIR] [--slurm [--sbatch_script PATH] "
+        "[-- SBATCH_OPTIONS ...]] [--dry_run]",
         description="Train a grid of lc-train runs: the base configs with every combination of the axes' values. "
         "Each run gets its own directory <dir>/<axis=value,...> with its complete config.yaml. Running the same "
-        "command again skips finished runs and resumes unfinished ones from their newest checkpoint.",
+        "command again skips finished runs and resumes unfinished ones from their newest checkpoint. With --slurm, "
+        "what follows -- goes to sbatch and overrides the batch script's #SBATCH lines.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -61,9 +65,10 @@ def parse_arguments(args: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dry_run", action="store_true", help="check every run's config, say what would run, run nothing"
     )
-    parser.add_argument("sbatch_options", nargs="*", metavar="-- SBATCH_OPTIONS",
-                        help="after --: options for sbatch, overriding the batch script's #SBATCH lines")  # fmt: skip
-    arguments = parser.parse_args(args)
+    args = sys.argv[1:] if args is None else args
+    split = args.index("--") if "--" in args else len(args)
+    arguments = parser.parse_args(args[:split])
+    arguments.sbatch_options = args[split + 1 :]
     if arguments.sbatch_options and not arguments.slurm:
         parser.error(f"sbatch options {arguments.sbatch_options} given without --slurm")
     if arguments.dir is None:
