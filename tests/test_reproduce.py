@@ -1,0 +1,177 @@
+"""lc-sweep and lc-report end to end on real Fashion-MNIST runs: a 2 x 2 x 2 grid here and as a SLURM job
+array on the local cluster (a killed task resumed alone), and a report of a sweep with a failed and a missing run."""
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lc_lightning.run_status import read_status
+
+pytest_plugins = ["slurm_cluster"]
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+GRID_AXES = [
+    "--axis", "model.network.init_args.expansion=1,2", "--axis", "model.freeze_spatial=true,false",
+    "--axis", "seed_everything=0,1",
+]  # fmt: skip
+RUN_NAMES = [
+    f"expansion={e},freeze_spatial={f},seed_everything={s}" for e in (1, 2) for f in ("true", "false") for s in (0, 1)
+]
+METRICS = {  # report.md's column: the tag, its scale and decimals
+    "val/acc [%]": ("val/acc", 100, 2), "FGSM acc [%]": ("val/fgsm_acc", 100, 2),
+    "entropy first": ("filters/entropy_first", 1, 3), "entropy last": ("filters/entropy_last", 1, 3),
+}  # fmt: skip
+
+
+def quick_config(tmp_path: Path, train_images: int, epochs: int) -> Path:
+    """A small ResNet-LC-8-8 on a Fashion-MNIST subset on CPU, logging the paper's measurements."""
+    config = {
+        "trainer": {"accelerator": "cpu", "max_epochs": epochs, "enable_progress_bar": False,
+                    "callbacks": str(REPO / "configs" / "callbacks" / "analysis.yaml")},
+        "model": {"network": {"class_path": "lc_lightning.models.CifarResNet", "init_args": {"depth": 8, "width": 8}},
+                  "lr": 0.1},
+        "data": {"class_path": "lc_lightning.data.FashionMNISTDataModule",
+                 "init_args": {"data_dir": FASHION_MNIST_DEBIAN, "train_subset": train_images, "val_subset": 512,
+                               "batch_size": 64, "num_workers": 0, "loader": "device"}},
+    }  # fmt: skip
+    path = tmp_path / "quick.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def command(name: str, *args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the installed console script ``name`` (lc-sweep, lc-report) with ``args``."""
+    return subprocess.run([str(BIN / name), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def final_value(run_dir: Path, tag: str) -> float:
+    """The value of ``tag`` at the run's last logged step, read straight from its event files."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return max(events.Scalars(tag), key=lambda event: (event.step, event.wall_time)).value
+
+
+def markdown_table(text: str) -> list[dict[str, str]]:
+    """The rows of the first Markdown table in ``text``, as {header: cell}."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory) -> Path:
+    """The 2 x 2 x 2 grid (expansion x frozen/learned x seed), trained here by lc-sweep."""
+    tmp_path = tmp_path_factory.mktemp("local")
+    config = quick_config(tmp_path, train_images=1024, epochs=2)
+    sweep = command("lc-sweep", "--config", str(config), *GRID_AXES, "--dir", str(tmp_path / "sweep"))
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    return tmp_path / "sweep"
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_a_local_grid_trains_every_run_once_and_the_report_aggregates_its_event_files(local_sweep, tmp_path):
+    assert (local_sweep / "runs.txt").read_text().split() == RUN_NAMES
+    assert all(read_status(local_sweep / name).state == "finished" for name in RUN_NAMES)
+    config = local_sweep.parent / "quick.yaml"
+    again = command("lc-sweep", "--config", str(config), *GRID_AXES, "--dir", str(local_sweep))
+    assert again.returncode == 0 and "8 runs, 0 to train" in again.stdout
+    assert all(len(list((local_sweep / name).glob("events.out.tfevents.*"))) == 1 for name in RUN_NAMES)
+
+    report = command("lc-report", str(local_sweep), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    rows = markdown_table((tmp_path / "report" / "report.md").read_text())
+    assert len(rows) == 4
+    for row in rows:
+        runs = [local_sweep / f"expansion={row['expansion']},freeze_spatial={row['freeze_spatial']},seed_everything={s}"
+                for s in (0, 1)]  # fmt: skip
+        assert row["runs"] == "2/2"
+        for header, (tag, scale, decimals) in METRICS.items():
+            values = [final_value(run, tag) * scale for run in runs]
+            expected = f"{statistics.mean(values):.{decimals}f} ± {statistics.stdev(values):.{decimals}f}"
+            assert row[header] == expected, (row, header)
+    assert all(row["paper [%]"] == "—" for row in rows if "paper [%]" in row)  # the paper has no such runs
+    plot = tmp_path / "report" / "val_acc.png"
+    assert plot.read_bytes().startswith(b"\x89PNG") and plot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_the_report_lists_a_failed_and_a_missing_run_and_reports_the_rest(tmp_path):
+    config = quick_config(tmp_path, train_images=256, epochs=1)
+    sweep_dir = tmp_path / "sweep"
+    sweep = command("lc-sweep", "--config", str(config), "--axis", "data.init_args.train_subset=256,0,128",
+                    "--dir", str(sweep_dir))  # fmt: skip
+    assert sweep.returncode == 1 and "train_subset=0 failed" in sweep.stderr
+    shutil.rmtree(sweep_dir / "train_subset=128")  # as if it never ran
+    report = command("lc-report", str(sweep_dir))
+    assert report.returncode == 0, report.stderr
+    text = (sweep_dir / "report" / "report.md").read_text()
+    rows = markdown_table(text)
+    assert [(row["train_subset"], row["runs"]) for row in rows] == [("256", "1/1"), ("0", "0/1"), ("128", "0/1")]
+    assert rows[0]["val/acc [%]"] == f"{final_value(sweep_dir / 'train_subset=256', 'val/acc') * 100:.2f}"
+    assert rows[1]["val/acc [%]"] == rows[2]["val/acc [%]"] == "—"
+    failed = next(line for line in text.splitlines() if "train_subset=0" in line and "failed" in line)
+    assert "failed: InvalidArgumentError: train_subset must be >= 1, got 0 (" in failed
+    assert any("train_subset=128" in line and "missing" in line for line in text.splitlines())
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_a_grid_as_a_slurm_array_resumes_only_a_killed_task_and_then_submits_nothing(slurm_cluster, tmp_path):
+    # lc-train on the batch script's PATH; one thread per task, as the tasks share this machine's cores
+    env = {**slurm_cluster.ddp_env(), "PATH": f"{BIN}:{slurm_cluster.env['PATH']}", "OMP_NUM_THREADS": "1"}
+    config = quick_config(tmp_path, train_images=1024, epochs=3)
+    sweep_dir = tmp_path / "sweep"
+    arguments = ["--config", str(config), *GRID_AXES, "--dir", str(sweep_dir), "--slurm",
+                 "--", "--gres=none", "--cpus-per-task=1", "--time=10"]  # fmt: skip
+
+    def array_tasks(job: str) -> str:
+        return slurm_cluster.run("squeue", "-h", "-r", "-j", job, "-o", "%i").stdout.strip()
+
+    first = command("lc-sweep", *arguments, env=env)
+    assert first.returncode == 0, first.stderr
+    job = first.stdout.split("submitted job array ")[1].split()[0]
+    victim = 5
+    victim_dir = sweep_dir / RUN_NAMES[victim]
+    wait_until(lambda: (victim_dir / "checkpoints" / "last.ckpt").exists(), 300, "the victim's first epoch ends")
+    assert slurm_cluster.run("scancel", f"{job}_{victim}").returncode == 0
+    wait_until(lambda: array_tasks(job) == "", 600, "the job array ends")
+    finished = [read_status(sweep_dir / name).state == "finished" for name in RUN_NAMES]
+    assert finished == [index != victim for index in range(8)], [read_status(sweep_dir / n) for n in RUN_NAMES]
+    stopped_at = torch.load(victim_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    others = {name: (sweep_dir / name / "checkpoints" / "last.ckpt").stat().st_mtime_ns for name in RUN_NAMES}
+    del others[RUN_NAMES[victim]]
+
+    second = command("lc-sweep", *arguments, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "8 runs, 1 to train" in second.stdout and f"{RUN_NAMES[victim]}: to resume" in second.stdout
+    resume_job = second.stdout.split("submitted job array ")[1].split()[0]
+    assert array_tasks(resume_job).split() in ([f"{resume_job}_{victim}"], [])  # that run alone
+    wait_until(lambda: array_tasks(resume_job) == "", 300, "the resumed run ends")
+    output = (sweep_dir / "slurm" / f"{resume_job}_{victim}.out").read_text()
+    assert f"Restored all states from the checkpoint at {victim_dir / 'checkpoints' / 'last.ckpt'}" in output
+    final = torch.load(victim_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert 0 < stopped_at < final["global_step"] == 3 * 1024 // 64
+    assert read_status(victim_dir).state == "finished"
+    assert {name: (sweep_dir / name / "checkpoints" / "last.ckpt").stat().st_mtime_ns for name in others} == others
+
+    third = command("lc-sweep", *arguments, env=env)
+    assert third.returncode == 0 and "8 runs, 0 to train" in third.stdout
+    assert "submitted" not in third.stdout and not list((sweep_dir / "slurm").glob(f"{int(resume_job) + 1}_*"))
