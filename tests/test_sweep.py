@@ -10,12 +10,12 @@ import yaml
 from conftest import CONFIGS, config_args
 
 from lc_lightning.cli import FitConfigParser
-from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.run_status import newest_checkpoint
+from lc_lightning.errors import InvalidArgumentError, UserInputError
+from lc_lightning.run_status import RunStatus, newest_checkpoint, write_status
 from lc_lightning.sweep.cli import main as lc_sweep
 from lc_lightning.sweep.directory import open_sweep_directory, read_sweep_directory
 from lc_lightning.sweep.grid import Sweep, load_sweep
-from lc_lightning.sweep.slurm import array_spec
+from lc_lightning.sweep.slurm import array_spec, submit_array
 
 GRIDS = sorted((CONFIGS / "grids").glob("*.yaml"))
 EXPANSION = "model.network.init_args.expansion"
@@ -62,6 +62,14 @@ def test_config_files_as_values_are_named_by_their_file_and_read_relative_to_the
     assert runs[0].values["data"] == str(tmp_path / "data" / "cifar10.yaml")
 
 
+def test_run_names_depend_on_the_values_alone(tmp_path):
+    moved = str(tmp_path / "elsewhere" / "cifar10.yaml")  # a config file no longer where it was
+    sweep = Sweep((), ({"data": [moved], "model.lr": [1e-3, 0.1]},))
+    assert [run.name for run in sweep.runs()] == ["lr=0.001", "lr=0.1"]
+    assert Sweep((), ({"data": [moved, "/x/svhn.yml"]},)).runs()[0].name == "data=cifar10"
+    assert load_sweep(None, [], ["model.lr=1e-3,2E+2"]).grids[0]["model.lr"] == [0.001, 200.0]  # YAML 1.1: strings
+
+
 def test_two_axes_ending_alike_are_named_in_full():
     sweep = Sweep((), ({"model.network.init_args.init": ["a", "b"], "model.init": ["c", "d"]},))
     assert sweep.runs()[0].name == "model.network.init_args.init=a,model.init=c"
@@ -90,6 +98,12 @@ def test_a_bad_grid_is_refused_with_what_to_fix(tmp_path, definition, axes, mess
         load_sweep(write_grid(tmp_path / "grid.yaml", definition), [], axes)
 
 
+def test_sbatch_options_that_would_hide_the_sweeps_jobs_are_refused(tmp_path):
+    for option in ("--array=0-3", "--comment=mine", "-a"):
+        with pytest.raises(UserInputError, match=f"sbatch option {option}: lc-sweep sets it"):
+            submit_array(tmp_path, [0], tmp_path / "script.sbatch", ["--time=10", option])
+
+
 def test_array_specs_group_consecutive_tasks():
     assert array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     assert array_spec([4]) == "4"
@@ -115,15 +129,37 @@ def test_a_sweep_directory_holds_each_runs_complete_config_and_the_run_list(tmp_
     ]  # fmt: skip
 
 
-def test_a_runs_config_is_written_once_and_another_sweep_gets_its_own_directory(tmp_path):
-    sweep = tiny_sweep(tmp_path, "model.network.init_args.expansion=2,4")
-    directory = open_sweep_directory(tmp_path / "sweep", sweep)
-    saved = directory.run_dir(directory.runs[0]) / "config.yaml"
-    saved.write_text(saved.read_text() + "# the run's own record\n")
-    open_sweep_directory(tmp_path / "sweep", sweep)
-    assert saved.read_text().endswith("# the run's own record\n")
+def test_a_directory_holding_another_grid_is_refused(tmp_path):
+    open_sweep_directory(tmp_path / "sweep", tiny_sweep(tmp_path, "model.network.init_args.expansion=2,4"))
+    open_sweep_directory(tmp_path / "sweep", tiny_sweep(tmp_path, "model.network.init_args.expansion=2,4"))
     with pytest.raises(InvalidArgumentError, match="holds another sweep"):
         open_sweep_directory(tmp_path / "sweep", tiny_sweep(tmp_path, "model.network.init_args.expansion=2,8"))
+    assert (tmp_path / "sweep" / "runs.txt").read_text() == "expansion=2\nexpansion=4\n"
+
+
+def test_the_same_axes_in_another_order_are_another_sweep(tmp_path):
+    open_sweep_directory(
+        tmp_path / "sweep", tiny_sweep(tmp_path, "model.network.init_args.expansion=2,4", "seed_everything=0,1")
+    )
+    with pytest.raises(InvalidArgumentError, match="holds another sweep"):
+        open_sweep_directory(
+            tmp_path / "sweep", tiny_sweep(tmp_path, "seed_everything=0,1", "model.network.init_args.expansion=2,4")
+        )
+
+
+def test_a_run_that_trained_keeps_its_config_the_others_take_the_grids_new_one(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text((CONFIGS / "sweeps" / "base.yaml").read_text().replace("../", f"{CONFIGS}/"))
+    axes = ["--axis", "model.network.init_args.expansion=2,4"]
+    directory = open_sweep_directory(tmp_path / "sweep", load_sweep(None, [str(base)], axes[1::2]))
+    trained, untrained = (directory.run_dir(run) for run in directory.runs)
+    write_status(trained, RunStatus("finished"))
+    base.write_text(base.read_text().replace("width: 16", "width: 32"))
+    reopened = open_sweep_directory(tmp_path / "sweep", load_sweep(None, [str(base)], axes[1::2]))
+    assert reopened.config_changes == {trained.name: ["model.network.init_args.width"]}
+    width = {d.name: yaml.safe_load((d / "config.yaml").read_text())["model"]["network"]["init_args"]["width"]
+             for d in (trained, untrained)}  # fmt: skip
+    assert width == {trained.name: 16, untrained.name: 32}
 
 
 def test_a_config_typo_stops_the_sweep_before_anything_is_written(tmp_path, capsys):
@@ -194,8 +230,16 @@ def test_grids_of_tables_1_2_and_figure_1_run_exactly_the_hand_written_cells(tmp
 FIGURE_AXES = {
     "figure4": {EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128, None], "model.freeze_spatial": [True, False]},
     "figure4c": {"model.network.init_args.init": 7, EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128]},
-    "figure6a": {"model.network.init_args.width": [8, 16, 32, 64, 128], EXPANSION: [1, None]},
-    "figure6b": {"model.network.init_args.depth": [20, 56, 110, 164, 260], EXPANSION: [1, None]},
+    "figure6a": {
+        "model.network.init_args.width": [8, 16, 32, 64, 128],
+        EXPANSION: [1, None],
+        "model.freeze_spatial": [True, False],
+    },
+    "figure6b": {
+        "model.network.init_args.depth": [20, 56, 110, 164, 260],
+        EXPANSION: [1, None],
+        "model.freeze_spatial": [True, False],
+    },
     "figure7a": {"model.network.init_args.kernel_size": [3, 5, 7, 9], EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128]},
 }
 

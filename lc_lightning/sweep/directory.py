@@ -3,7 +3,7 @@ task i) and one run directory per run, ``<sweep dir>/<run name>/``, holding the 
 ``config.yaml``, its TensorBoard events, checkpoints and ``status.json``."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -19,11 +19,13 @@ CONFIG_FILE = "config.yaml"
 
 @dataclass(frozen=True)
 class SweepDirectory:
-    """The directory ``path`` of ``sweep`` and its ``runs``."""
+    """The directory ``path`` of ``sweep`` and its ``runs``; ``config_changes``: for each run that
+    keeps the config it trained with, the keys the grid now sets otherwise (open_sweep_directory)."""
 
     path: Path
     sweep: Sweep
     runs: list[Run]
+    config_changes: dict[str, list[str]] = field(default_factory=dict)
 
     def run_dir(self, run: Run) -> Path:
         return self.path / run.name
@@ -42,13 +44,14 @@ class SweepDirectory:
 
 
 def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepDirectory:
-    """Create or reopen the directory of ``sweep`` at ``path`` and write the config.yaml of every
-    run that has none yet (a run's config is fixed when first written; resuming uses it as saved).
+    """Create or reopen the directory of ``sweep`` at ``path`` and write each run's config.yaml.
 
-    Every run's config is checked as ``lc-train fit`` would check it, before anything is written:
-    a bad one raises InvalidArgumentError naming the run. A directory that holds a different
-    sweep (other configs or axes) raises InvalidArgumentError. ``write`` false checks and writes
-    nothing.
+    Every run's config is built as ``lc-train fit`` would build it, before anything is written:
+    a bad one raises InvalidArgumentError naming the run. A run that has trained (it finished
+    or has a checkpoint) keeps the config it trained with; where the grid now gives it another
+    one, ``config_changes`` lists the keys that differ. The others get the config the grid gives
+    now. A directory that holds a different sweep (other configs, axes or axis order) raises
+    InvalidArgumentError. ``write`` false checks and writes nothing.
     """
     from lc_lightning.cli import FitConfigParser  # here, so that lc-report reads sweeps without importing Lightning
 
@@ -57,28 +60,35 @@ def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepD
     recorded = path / SWEEP_FILE
     if recorded.is_file():
         previous = yaml.safe_load(recorded.read_text())
-        if _definition(previous) != _definition(sweep.record()):
+        if _definition(previous) != _definition(sweep.record()) or previous.get("runs") != [r.name for r in runs]:
             raise InvalidArgumentError(
-                f"{path} holds another sweep (its {SWEEP_FILE} has other configs or axes); "
-                "give this one its own directory with --dir"
+                f"{path} holds another sweep (its {SWEEP_FILE} has other configs or axes, or the same in another "
+                "order); run the command that made it, or give this sweep its own directory with --dir"
             )
-    configs, parser = {}, None
+    directory = SweepDirectory(path, sweep, runs)
+    parser, configs = FitConfigParser(), {}
     for run in runs:
-        if not (path / run.name / CONFIG_FILE).is_file():
-            parser = parser or FitConfigParser()
-            try:
-                configs[run.name] = parser.fit_config(_config_arguments(sweep, run, path))
-            except InvalidArgumentError as error:
-                raise InvalidArgumentError(f"run {run.name}: lc-train rejects its config: {error}") from None
+        try:
+            config = parser.fit_config(_config_arguments(sweep, run, path))
+        except InvalidArgumentError as error:
+            raise InvalidArgumentError(f"run {run.name}: lc-train rejects its config: {error}") from None
+        saved = directory.run_dir(run) / CONFIG_FILE
+        status = directory.status(run)
+        if saved.is_file() and ((status is not None and status.state == "finished") or directory.has_checkpoint(run)):
+            changed = _differing_keys(yaml.safe_load(saved.read_text()), yaml.safe_load(config))
+            if changed:
+                directory.config_changes[run.name] = changed
+        else:
+            configs[run.name] = config
     if not write:
-        return SweepDirectory(path, sweep, runs)
+        return directory
     path.mkdir(parents=True, exist_ok=True)
     recorded.write_text(yaml.safe_dump({**sweep.record(), "runs": [run.name for run in runs]}, sort_keys=False))
     (path / RUNS_FILE).write_text("".join(f"{run.name}\n" for run in runs))
     for name, config in configs.items():
         (path / name).mkdir(exist_ok=True)
         (path / name / CONFIG_FILE).write_text(config)
-    return SweepDirectory(path, sweep, runs)
+    return directory
 
 
 def read_sweep_directory(path: Path) -> SweepDirectory:
@@ -89,7 +99,13 @@ def read_sweep_directory(path: Path) -> SweepDirectory:
     record = yaml.safe_load(recorded.read_text())
     report = record.get("report") or {}
     sweep = Sweep(tuple(record["configs"]), tuple(record["grid"]), report.get("x"), report.get("labels") or {})
-    return SweepDirectory(recorded.parent, sweep, sweep.runs())
+    runs = sweep.runs()
+    if len(record["runs"]) != len(runs):
+        raise InvalidArgumentError(f"{recorded} lists {len(record['runs'])} runs but its grid has {len(runs)}")
+    # the names lc-sweep gave the runs, whatever this version would call them
+    return SweepDirectory(
+        recorded.parent, sweep, [Run(name, run.values) for name, run in zip(record["runs"], runs, strict=True)]
+    )
 
 
 def _config_arguments(sweep: Sweep, run: Run, path: Path) -> list[str]:
@@ -107,5 +123,26 @@ def _config_arguments(sweep: Sweep, run: Run, path: Path) -> list[str]:
 
 
 def _definition(record: dict) -> tuple:
-    """What makes two sweeps the same: their configs and axes (not how they are reported)."""
-    return json.dumps(record["configs"]), json.dumps(record["grid"], sort_keys=True)
+    """What makes two sweeps the same: their configs and axes in order (not how they are reported)."""
+    return json.dumps(record["configs"]), json.dumps(record["grid"])
+
+
+# What lc-train itself writes into a run's config.yaml when the run starts (the checkpoint it
+# resumes from, the SLURM task layout).
+SET_BY_THE_RUN = {"ckpt_path", "trainer.devices", "trainer.num_nodes"}
+
+
+def _differing_keys(saved: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two configs, less SET_BY_THE_RUN (and a seed
+    chosen at random, ``seed_everything: true``)."""
+    keys = []
+    for key in dict.fromkeys([*saved, *new]):
+        dotted = f"{prefix}{key}"
+        old, value = saved.get(key), new.get(key)
+        if dotted in SET_BY_THE_RUN or (dotted == "seed_everything" and value is True):
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            keys += _differing_keys(old, value, f"{dotted}.")
+        elif old != value:
+            keys.append(dotted)
+    return keys

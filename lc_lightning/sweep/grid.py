@@ -20,6 +20,7 @@ The runs are the union of the products of the mappings' axes. Paths are read as 
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import yaml
 from lc_lightning.errors import InvalidArgumentError
 
 SEED_AXIS = "seed_everything"
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 KNOWN_SECTIONS = {"configs", "grid", "report"}
 KNOWN_REPORT_KEYS = {"x", "labels"}
 
@@ -134,9 +136,12 @@ def axis_names(keys: list[str]) -> dict[str, str]:
 
 def value_name(value: Any) -> str:
     """How a value appears in a run's name: YAML spelling of scalars (``null``, ``true``, ``8``),
-    the file name without suffix for a config file, compact JSON otherwise; never a ``/``."""
+    the file name without suffix for a config file (an absolute ``*.yaml`` path), compact JSON
+    otherwise; never a ``/``. It depends on the value alone, so a sweep directory moved to
+    another machine keeps its names."""
     if isinstance(value, str):
-        text = Path(value).stem if Path(value).is_absolute() and Path(value).is_file() else value
+        path = Path(value)
+        text = path.stem if path.is_absolute() and path.suffix in (".yaml", ".yml") else value
     elif value is None or isinstance(value, (bool, int, float)):
         text = json.dumps(value)
     else:
@@ -173,11 +178,20 @@ def _parse_axis(axis: str) -> tuple[str, list]:
 
 
 def _values(key: str, values: Any, base: Path) -> list:
-    """The axis's values as a non-empty list, strings naming a file relative to ``base`` made absolute."""
+    """The axis's values as a non-empty list: strings naming a file relative to ``base`` made
+    absolute, numbers such as ``1e-3`` (a string to YAML 1.1, which wants a dot) made floats."""
     values = values if isinstance(values, list) else [values]
     if not values:
         raise InvalidArgumentError(f"the axis {key} has no values")
-    return [str((base / v).resolve()) if isinstance(v, str) and (base / v).is_file() else v for v in values]
+    return [_value(value, base) for value in values]
+
+
+def _value(value: Any, base: Path) -> Any:
+    if not isinstance(value, str):
+        return value
+    if (base / value).is_file():
+        return str((base / value).resolve())
+    return float(value) if EXPONENT_NUMBER.fullmatch(value) else value
 
 
 def _existing_file(path: str, base: Path) -> str:
