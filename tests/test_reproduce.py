@@ -175,3 +175,21 @@ def test_a_grid_as_a_slurm_array_resumes_only_a_killed_task_and_then_submits_not
     third = command("lc-sweep", *arguments, env=env)
     assert third.returncode == 0 and "8 runs, 0 to train" in third.stdout
     assert "submitted" not in third.stdout and not list((sweep_dir / "slurm").glob(f"{int(resume_job) + 1}_*"))
+
+
+def test_runs_slurm_still_holds_are_not_submitted_again(slurm_cluster, tmp_path):
+    script = tmp_path / "wait.sbatch"  # array tasks that stay in the queue for the test's length
+    script.write_text("#!/bin/bash\nsleep 300\n")
+    arguments = ["--config", str(REPO / "configs" / "sweeps" / "base.yaml"), "--axis", "seed_everything=0,1,2",
+                 "--dir", str(tmp_path / "sweep"), "--slurm", "--sbatch_script", str(script),
+                 "--", "--gres=none", "--cpus-per-task=1", "--time=10"]  # fmt: skip
+    first = command("lc-sweep", *arguments, env=slurm_cluster.env)
+    assert first.returncode == 0, first.stderr
+    job = first.stdout.split("submitted job array ")[1].split()[0]
+    try:
+        again = command("lc-sweep", *arguments, env=slurm_cluster.env)
+        assert again.returncode == 0 and "3 runs, 0 to train" in again.stdout and "submitted" not in again.stdout
+        for task in range(3):
+            assert f"seed_everything={task}: queued or running in SLURM job {job}_{task}" in again.stdout
+    finally:
+        slurm_cluster.run("scancel", job)

@@ -29,10 +29,11 @@ def parse_arguments(args: list[str] | None) -> argparse.Namespace:
         prog="lc-sweep",
         usage="%(prog)s [GRID] [--config FILE] [--axis KEY=VALUES] [--dir DIR] [--slurm [--sbatch_script PATH] "
         "[-- SBATCH_OPTIONS ...]] [--dry_run]",
-        description="Train a grid of lc-train runs: the base configs with every combination of the axes' values. "
-        "Each run gets its own directory <dir>/<axis=value,...> with its complete config.yaml. Running the same "
-        "command again skips finished runs and resumes unfinished ones from their newest checkpoint. With --slurm, "
-        "what follows -- goes to sbatch and overrides the batch script's #SBATCH lines.",
+        description="Train a grid of lc-train runs: the base configs with every combination of the axes' values.\n"
+        "Each run gets its own directory <dir>/<axis=value,...> with its complete config.yaml.\nRunning the same "
+        "command again (same grid, --config, --axis and --dir) skips finished runs and resumes unfinished ones\n"
+        "from their newest checkpoint. With --slurm, what follows -- goes to sbatch and overrides the batch script's "
+        "#SBATCH lines.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,8 +52,8 @@ def parse_arguments(args: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUES",
-        help="a dotted lc-train config key and its values, KEY=V1,V2 or KEY=[V1, V2], added to every "
-        "grid; one value sets it for every run (repeatable)",
+        help="a dotted lc-train config key and its values, KEY=V1,V2 or KEY=[V1, V2] (YAML), added to every "
+        "grid, replacing a grid file's axis of that key; one value sets it for every run (repeatable)",
     )
     parser.add_argument("--dir", type=Path, help="the sweep directory (default: logs/sweeps/<grid file name>)")
     parser.add_argument("--slurm", action="store_true", help="submit the runs as one SLURM job array (sbatch --array)")
@@ -113,8 +114,11 @@ def _runs_to_train(directory: SweepDirectory, queued: dict[int, str]) -> list[in
         else:
             pending.append(index)
             state = "to resume" if directory.has_checkpoint(run) else "to start"
-            if status is not None and status.state != "running":
-                state += f" (it {status.state}{': ' + status.error if status.error else ''})"
+            if status is not None and status.state in ("failed", "interrupted"):
+                state += f" (it {'was ' if status.state == 'interrupted' else ''}{status.state}: {status.error})"
+        if run.name in directory.config_changes:
+            changed = ", ".join(directory.config_changes[run.name])
+            state += f"; it keeps the config it trained with, where the grid's configs now set other values: {changed}"
         print(f"{run.name}: {state}")
     counts = f"{len(directory.runs)} runs, {len(pending)} to train"
     print(f"lc-sweep: {directory.path}: {counts}")

@@ -1,11 +1,15 @@
 """A sweep's runs as one SLURM job array: ``sbatch --array`` submits them, ``squeue`` says which
 are still queued or running. Array task i is the run on line i + 1 of the sweep's runs.txt."""
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from lc_lightning.errors import UserInputError
 
+# sbatch options lc-sweep sets itself: the runs of the array, and the comment that marks its jobs.
+TRACKING_OPTIONS = {"--array", "-a", "--comment"}
 # lc-sweep's batch script, in the checkout lc-lightning is installed from (pip install -e .).
 SWEEP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "sweep.sbatch"
 
@@ -40,20 +44,30 @@ def submit_array(sweep_dir: Path, indices: list[int], script: Path, sbatch_optio
     """Submit the runs ``indices`` of the sweep in ``sweep_dir`` as one job array of ``script``
     and return its job id. Output goes to ``<sweep dir>/slurm/<job>_<task>.out``; the
     ``sbatch_options`` come last, so they override lc-sweep's and the script's."""
+    for option in sbatch_options:
+        if option.split("=")[0] in TRACKING_OPTIONS:
+            raise UserInputError(
+                f"sbatch option {option}: lc-sweep sets it to find its runs in the queue; leave it out"
+            )
     if not script.is_file():
         raise UserInputError(f"no batch script at {script}: pass lc-sweep --sbatch_script scripts/slurm/sweep.sbatch")
     (sweep_dir / "slurm").mkdir(exist_ok=True)
+    # the batch script calls lc-train: the one installed beside this Python, also where no venv is activated
+    environment = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     return _slurm(
         "sbatch", "--parsable", f"--array={array_spec(indices)}", f"--job-name={sweep_dir.name}",
         f"--comment={sweep_dir}", f"--output={sweep_dir / 'slurm' / '%A_%a.out'}", *sbatch_options,
-        str(script), str(sweep_dir),
+        str(script), str(sweep_dir), environment=environment,
     ).strip().split(";")[0]  # fmt: skip
 
 
-def _slurm(*command: str) -> str:
+def _slurm(*command: str, environment: dict[str, str] | None = None) -> str:
     """Run a SLURM command and return its output; UserInputError with SLURM's message if it fails."""
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     except FileNotFoundError:
         raise UserInputError(f"{command[0]} not found: --slurm needs the SLURM client commands on PATH") from None
     if result.returncode != 0:
