@@ -70,9 +70,12 @@ class LCTrainCLI(LightningCLI):
             raise
 
     def fit(self, model, ckpt_path=None, **kwargs) -> None:
-        """``trainer.fit`` with the run's status recorded; ``--ckpt_path last`` resumes from the
+        """``trainer.fit`` with the run's status recorded in its run directory (with the
+        TensorBoardLogger, whose directory pin_run_directory made the trainer's root; other
+        loggers have no run directory of lc-train's); ``--ckpt_path last`` resumes from the
         newest of the run's last and requeue checkpoints (:func:`newest_checkpoint`)."""
-        self.trainer.callbacks.append(RecordRunStatus())
+        if isinstance(self.trainer.logger, TensorBoardLogger):
+            self.trainer.callbacks.append(RecordRunStatus())
         if ckpt_path == "last":
             checkpoint_dir = self.config.fit.checkpoint.dirpath
             run_dir = Path(self.trainer.default_root_dir)

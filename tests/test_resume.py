@@ -1,5 +1,9 @@
 """Exact resume: training data follow from (seed, epoch, image), and a run resumes from its directory."""
 
+import logging
+import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +115,15 @@ def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeyp
     config = tmp_path / "logs" / "cifar10_e32" / "version_0" / "config.yaml"
     err = lc_train_error(capsys, "fit", "--config", str(config))
     assert "logs/cifar10_e32/version_0 already holds the checkpoints of a run" in err
+
+
+def test_resuming_last_takes_a_requeue_checkpoint_newer_than_last_ckpt(tiny_cifar10, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1")])
+    run = tmp_path / "logs" / "cifar10_e32" / "version_0"
+    # as if SLURM had requeued the run after last.ckpt was written (Lightning's own "last" ignores it)
+    shutil.copy(run / "checkpoints" / "last.ckpt", run / "hpc_ckpt_1.ckpt")
+    os.utime(run / "checkpoints" / "last.ckpt", (time.time() - 60,) * 2)
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+        build_cli(["fit", "--config", str(run / "config.yaml"), "--ckpt_path=last", "--trainer.max_epochs=2"])
+    assert "Restored all states from the checkpoint at logs/cifar10_e32/version_0/hpc_ckpt_1.ckpt" in caplog.text

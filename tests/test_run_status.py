@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from test_faults import lc_train_error, tiny_cifar_args
 
 from lc_lightning.callbacks import RecordRunStatus
@@ -50,7 +51,7 @@ def test_a_run_that_cannot_be_built_is_failed_with_its_error(tiny_cifar10, tmp_p
 
 @pytest.mark.parametrize(
     "exception, state",
-    [(KeyboardInterrupt(), "interrupted"), (type("SIGTERMException", (Exception,), {})(), "interrupted"),
+    [(KeyboardInterrupt(), "interrupted"), (SIGTERMException(), "interrupted"),
      (RuntimeError("CUDA out of memory"), "failed")],
 )  # fmt: skip
 def test_ctrl_c_and_sigterm_interrupt_a_run_other_exceptions_fail_it(tmp_path, exception, state):
