@@ -131,7 +131,8 @@ def test_paper_numbers_of_configs():
     deeper = config()
     deeper["model"]["network"]["init_args"]["depth"] = 56
     assert paper.paper_numbers(deeper) == {}
-    assert paper.recipe_epochs(config()) == 75 and paper.recipe_epochs(deeper) is None
+    assert paper.recipe_differences(config()) == {"trainer.max_epochs": (2, 75)}
+    assert paper.recipe_differences(deeper) == {}  # not a Table 1 cell
     svhn = cifar10_config(Run("run", {EXPANSION: 128, FREEZE: True}), data="SVHNDataModule")
     assert paper.paper_numbers(svhn) == {"val/acc": (96.27, 0.14)}
 
@@ -142,7 +143,7 @@ def test_paper_numbers_of_configs():
     assert paper.paper_numbers(imagenet(None, False)) == {"val/acc": (72.60, None), "val/acc_top5": (90.69, None)}
     assert paper.paper_numbers(imagenet(128, False)) == {}
     assert paper.paper_numbers(imagenet(32, True)) == {}
-    assert paper.recipe_epochs(imagenet(8, True)) is None
+    assert paper.recipe_differences(imagenet(8, True)) == {}
 
 
 def _markdown_table(text: str, title: str) -> list[list[str]]:
@@ -281,8 +282,10 @@ def test_table2_sweep_has_top5_beside_the_paper_and_no_epochs_note(tmp_path):
     assert "Note:" not in section and "Runs not finished" not in section
     axes = metric_figure(results, "val/acc_top5", EXPANSION).axes[0]
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["LC frozen random", "baseline, LC frozen random", "paper: baseline, LC frozen random",
-                      "LC learnable", "baseline, LC learnable", "paper: baseline, LC learnable", "paper"]  # fmt: skip
+    assert sorted(legend) == sorted(["LC frozen random", "baseline, LC frozen random",
+                                     "paper: baseline, LC frozen random", "paper: LC frozen random", "LC learnable",
+                                     "baseline, LC learnable", "paper: baseline, LC learnable",
+                                     "paper: LC learnable"])  # fmt: skip
     assert list(axes.get_xticks()) == [8, 128]
 
 
@@ -292,7 +295,10 @@ def test_report_lists_unfinished_runs_and_notes_the_epochs(figure4, tmp_path, ca
     captured = capsys.readouterr()
     report = (tmp_path / "out" / "report.md").read_text()
     assert captured.out == report
-    assert "paper numbers are for 75 epochs; these runs trained 2" in report
+    assert (
+        "Note: the paper's numbers are for its recipe; these runs differ in trainer.max_epochs: 2 (paper: 75)."
+        in report
+    )
     listed = {
         "expansion=128,freeze_spatial=false,seed_everything=1": "failed: RuntimeError: CUDA out of memory",
         "expansion=128,freeze_spatial=false,seed_everything=2": "interrupted: KeyboardInterrupt:",
@@ -337,7 +343,8 @@ def test_plot_draws_series_the_baseline_and_the_paper(figure4):
     assert plot_axis(results) == EXPANSION
     axes = metric_figure(results, "val/acc", EXPANSION).axes[0]
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["LC frozen random", "LC learnable", "baseline", "paper: baseline", "paper"]
+    assert sorted(legend) == sorted(["LC frozen random", "paper: LC frozen random", "LC learnable", "baseline",
+                                     "paper: baseline", "paper: LC learnable"])  # fmt: skip
     assert axes.get_xscale() == "log" and list(axes.get_xticks()) == [8, 128]
     assert axes.get_xlabel() == "expansion" and axes.get_ylabel() == "val/acc [%]" and axes.get_title() == "figure4"
     frozen = next(line for line in axes.get_lines() if line.get_label() == "LC frozen random")
@@ -353,7 +360,8 @@ def test_plot_draws_series_the_baseline_and_the_paper(figure4):
     learnable = next(line for line in axes.get_lines() if line.get_label() == "LC learnable")
     assert list(learnable.get_xdata()) == [128]
     paper_bars = [container for container in axes.containers if isinstance(container, ErrorbarContainer)]
-    assert sorted(container.lines[0].get_ydata()[0] for container in paper_bars) == [91.86, 92.55]
+    paper_points = {container.get_label(): container.lines[0].get_ydata()[0] for container in paper_bars}
+    assert paper_points == {"paper: LC frozen random": 92.55, "paper: LC learnable": 91.86}
     dotted = [line for line in axes.get_lines() if line.get_linestyle() == ":"]
     assert [line.get_ydata()[0] for line in dotted] == [92.34]  # the paper's baseline
     assert len([patch for patch in axes.collections if isinstance(patch, PolyCollection)]) >= 2  # std bands

@@ -19,8 +19,8 @@ EXAMPLES = """examples:
 def parse_arguments(args: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lc-report",
-        description="Report the finished runs of sweeps made by lc-sweep: report.md (a table per sweep, mean ± sample "
-        "std over seeds, beside the paper's numbers; printed to stdout), runs.csv (every run's final metrics) and "
+        description="Report the finished runs of sweeps made by lc-sweep: report.md (a table per sweep, mean ± sample\n"
+        "std over seeds, beside the paper's numbers; printed to stdout), runs.csv (every run's final metrics) and\n"
         "one plot per metric against the sweep's numeric axis. Unfinished runs are listed, not counted.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

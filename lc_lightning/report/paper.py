@@ -11,8 +11,18 @@ TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
 """Table 1, ResNet-20-16, expansion 128 for the LC columns: dataset -> mode -> validation accuracy
 [%] as (mean, std) over 4 runs."""
 
-TABLE_1_EPOCHS = 75
-"""The epochs of the recipe behind Table 1 (PAPER.md, Training recipe)."""
+TABLE_1_RECIPE = {
+    "trainer.max_epochs": 75,
+    "model.lr": 0.01,
+    "model.momentum": 0.9,
+    "model.nesterov": True,
+    "model.weight_decay": 0.01,
+    "model.label_smoothing": 0.1,
+    "data.init_args.batch_size": 256,
+    "data.init_args.train_subset": None,
+    "data.init_args.val_subset": None,
+}
+"""The config values of the recipe behind Table 1 (PAPER.md, Training recipe; subsets None: every image)."""
 
 TABLE_2: dict[int | None, dict[bool, tuple[float, float] | None]] = {
     None: {True: (37.85, 61.37), False: (72.60, 90.69)},
@@ -48,10 +58,17 @@ def paper_numbers(config: dict) -> dict[str, tuple[float, float | None]]:
     return {}
 
 
-def recipe_epochs(config: dict) -> int | None:
-    """The epochs the paper trained the cell ``config`` reproduces, None where the paper has no such
-    cell or does not say (Table 2)."""
-    return TABLE_1_EPOCHS if _table_1_cell(config) is not None else None
+def recipe_differences(config: dict) -> dict[str, tuple]:
+    """Where a run with the lc-train ``config`` that has Table 1 numbers (paper_numbers) left the
+    paper's recipe: dotted key -> (ours, the paper's), for the keys of TABLE_1_RECIPE the config
+    holds; {} for a run on the recipe, or one the paper gives no recipe for (Table 2, other runs)."""
+    if _table_1_cell(config) is None:
+        return {}
+    missing = object()
+    ours = {key: config_value(config, key, missing) for key in TABLE_1_RECIPE}
+    return {
+        key: (value, TABLE_1_RECIPE[key]) for key, value in ours.items() if value not in (missing, TABLE_1_RECIPE[key])
+    }
 
 
 def _table_1_cell(config: dict) -> tuple[float, float] | None:

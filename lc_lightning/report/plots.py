@@ -20,14 +20,17 @@ LOG_RATIO = 8
 
 def plot_axis(results: SweepResults) -> str | None:
     """The x axis of the sweep's plots: the grid file's ``report.x`` if its values are numbers, else
-    the first varying axis but the seed whose values are numbers (bools are not; None, the baseline
-    without LC-Blocks, is allowed beside them); None where there is no such axis."""
+    the first varying axis but the seed whose values are numbers, two or more of them (bools are
+    not; None, the baseline without LC-Blocks, is allowed beside them); None where there is no such
+    axis."""
     sweep = results.directory.sweep
     candidates = [sweep.x] if sweep.x is not None else results.axes
     for key in candidates:
         values = [result.value(key) for result in results.runs]
-        if any(_is_number(value) for value in values) and all(value is None or _is_number(value) for value in values):
-            return key
+        numbers = {value for value in values if _is_number(value)}
+        if numbers and all(value is None or _is_number(value) for value in values):
+            if sweep.x is not None or len(numbers) > 1:
+                return key
     return None
 
 
@@ -35,8 +38,9 @@ def metric_figure(results: SweepResults, metric: str, x: str) -> Figure:
     """The figure of ``metric`` (accuracies in percent) against the axis ``x`` over the sweep's
     finished runs: per series (a value of the other varying axes but the seed) the mean at each x
     with markers and a ± std band; groups whose x is None (the baseline) as a dashed horizontal
-    line with its band; the paper's numbers as black markers with error bars labelled "paper" (at
-    x None a black dotted line labelled "paper: <baseline label>")."""
+    line with its band; the paper's numbers as squares in the series' colour edged black, with
+    error bars, labelled "paper: <series label>" (at x None a black dotted line labelled "paper:
+    <baseline label>")."""
     scale = 100 if metric in ACCURACIES else 1
     series: dict[str, list[Group]] = {}
     for group in results.groups:
@@ -47,7 +51,6 @@ def metric_figure(results: SweepResults, metric: str, x: str) -> Figure:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
-    paper_label: str | None = "paper"  # once in the legend
     for index, groups in enumerate(series.values()):
         color, name = colors[index % len(colors)], _series_label(results, groups[0], x)
         baseline = _label(results, x, None) + (f", {name}" if baselines > 1 and name else "")
@@ -56,6 +59,7 @@ def metric_figure(results: SweepResults, metric: str, x: str) -> Figure:
         if points:
             xs = [position for position, _ in points]
             _draw_band(axes, xs, [stats for _, stats in points], scale, color, name or "mean ± std")
+        paper_label = f"paper: {name}" if name else "paper"  # once per series in the legend
         for group in groups:
             position, stats, paper = _x(group, x), group.stats(metric), group.paper.get(metric)
             if position is None and stats is not None:
@@ -65,9 +69,11 @@ def metric_figure(results: SweepResults, metric: str, x: str) -> Figure:
             if position is None and paper is not None:
                 axes.axhline(paper[0], linestyle=":", color="black", label=f"paper: {baseline}")
             elif paper is not None:
+                # in the series' colour, edged black: at one x the paper can have a number per series
                 axes.errorbar([position], [paper[0]], yerr=None if paper[1] is None else [paper[1]], fmt="s",
-                              color="black", capsize=3, markersize=5, zorder=3, label=paper_label)  # fmt: skip
-                paper_label = None
+                              color=color, markeredgecolor="black", ecolor="black", capsize=3, markersize=6,
+                              zorder=3, label=paper_label)  # fmt: skip
+                paper_label = "_nolegend_"
     positions = {_x(group, x) for group in results.groups if group.stats(metric) or metric in group.paper}
     _set_x_ticks(axes, sorted(position for position in positions if position is not None))
     axes.set_xlabel(results.axis_name(x))

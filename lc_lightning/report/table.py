@@ -4,8 +4,7 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-from lc_lightning.report.config import config_value
-from lc_lightning.report.paper import recipe_epochs
+from lc_lightning.report.paper import recipe_differences
 from lc_lightning.report.results import ACCURACIES, METRICS, Group, RunResult, Stats, SweepResults
 from lc_lightning.sweep.grid import value_name
 
@@ -64,21 +63,20 @@ def markdown_table(results: SweepResults) -> str:
     return "\n".join(lines)
 
 
-def epochs_note(results: SweepResults) -> str | None:
-    """A note where finished runs with paper numbers trained another number of epochs than the
-    paper's recipe, e.g. "paper numbers are for 75 epochs; these runs trained 2"; None otherwise."""
-    trained: dict[int, set[int]] = {}
+def recipe_note(results: SweepResults) -> str | None:
+    """A note where finished runs with paper numbers left the paper's recipe (paper.recipe_differences),
+    e.g. "the paper's numbers are for its recipe; these runs differ in trainer.max_epochs: 2 (paper:
+    75)"; None where none did."""
+    differences: dict[str, tuple[set[str], str]] = {}
     for result in results.finished:
-        recipe = recipe_epochs(result.config)
-        epochs = config_value(result.config, "trainer.max_epochs")
-        epochs = epochs if isinstance(epochs, int) and epochs > 0 else result.status.epoch  # max_steps-bound runs
-        if recipe is not None and epochs is not None and epochs != recipe:
-            trained.setdefault(recipe, set()).add(epochs)
-    notes = [
-        f"paper numbers are for {recipe} epochs; these runs trained {', '.join(map(str, sorted(epochs)))}"
-        for recipe, epochs in sorted(trained.items())
-    ]
-    return "Note: " + "; ".join(notes) + "." if notes else None
+        for key, (ours, theirs) in recipe_differences(result.config).items():
+            differences.setdefault(key, (set(), value_name(theirs)))[0].add(value_name(ours))
+    if not differences:
+        return None
+    listed = "; ".join(
+        f"{key}: {', '.join(sorted(ours))} (paper: {theirs})" for key, (ours, theirs) in differences.items()
+    )
+    return f"Note: the paper's numbers are for its recipe; these runs differ in {listed}."
 
 
 def describe_state(result: RunResult) -> str:
@@ -101,7 +99,7 @@ def sweep_section(results: SweepResults, plots: list[str]) -> str:
         "Each row: mean ± sample standard deviation over the finished runs (seeds) that logged the metric.",
         markdown_table(results),
     ]
-    note = epochs_note(results)
+    note = recipe_note(results)
     if note is not None:
         parts.append(note)
     unfinished = [result for result in results.runs if result.state != "finished"]
