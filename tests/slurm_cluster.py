@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,15 @@ class SlurmCluster:
             for log in sorted(self.dir.glob("*.log"))
         ]
         return "\n".join(tails)
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.2 s (quick enough to act on a job between two of its epochs) until
+    it holds; fail the test, naming ``what``, after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
 
 
 def _without_slurm_job_variables(environ: dict[str, str]) -> dict[str, str]:

@@ -5,13 +5,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from slurm_cluster import wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.run_status import read_status
@@ -123,13 +123,6 @@ def test_the_report_lists_a_failed_and_a_missing_run_and_reports_the_rest(tmp_pa
     failed = next(line for line in text.splitlines() if "train_subset=0" in line and "failed" in line)
     assert "failed: InvalidArgumentError: train_subset must be >= 1, got 0 (" in failed
     assert any("train_subset=128" in line and "missing" in line for line in text.splitlines())
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
 
 
 @pytest.mark.slow

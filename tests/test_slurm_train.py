@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
 from jsonargparse import Namespace
+from slurm_cluster import wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.cli import build_cli, pin_run_directory, take_layout_from_slurm
@@ -158,13 +159,6 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
 def job_state(slurm_cluster, job_id: str) -> str:
     """The job's state as squeue prints it (PENDING, RUNNING, ...), or "" once it has left the queue."""
     return slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip()
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.5)
 
 
 @pytest.mark.slow
