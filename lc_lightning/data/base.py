@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 from torchvision import transforms
 
 from lc_lightning.data.device import DeviceLoader
-from lc_lightning.data.seeded import EpochSampler, LazyStartDataLoader, SeededAugmentation
+from lc_lightning.data.seeded import EpochSampler, ResumableDataLoader, SeededAugmentation
 from lc_lightning.distributed import fail_on_every_rank
 from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError
 
@@ -74,6 +74,7 @@ class ImageDataModule(LightningDataModule):
         self.train_subset = train_subset
         self.val_subset = val_subset
         self.loader = loader
+        self._resume_at: tuple[int, int] | None = None
 
     def make_dataset(self, train: bool, transform) -> Dataset:
         """The train (``train=True``) or official test split with ``transform`` applied.
@@ -132,17 +133,34 @@ class ImageDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader | DeviceLoader:
         """Shuffled training batches, split over the DDP ranks like Lightning's own sampler. The
         torch path's order and augmentations follow from (seed, epoch, image) alone (see
-        lc_lightning.data.seeded), the device path's from (seed, epoch, rank). The seed is the
-        run's ``seed_everything``."""
+        lc_lightning.data.seeded), the device path's from (seed, epoch, rank, batch). The seed is
+        the run's ``seed_everything``. Restored from a checkpoint (load_state_dict), the loader's
+        epoch starts where the checkpointed run stood."""
         if self.loader == "device":
             # overfit_batches: the same first batches every epoch, as Lightning makes of a DataLoader
             if self.trainer is not None and self.trainer.overfit_batches > 0:
                 return self._device_loader(self.train_set, shuffle=False)
-            return self._device_loader(self.train_set, shuffle=True, augment=True)
-        world_size, rank = self._ranks()
-        seed = _run_seed()
-        sampler = EpochSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-        return self._loader(SeededAugmentation(self.train_set, seed), sampler, loader_class=LazyStartDataLoader)
+            loader = self._device_loader(self.train_set, shuffle=True, augment=True)
+        else:
+            world_size, rank = self._ranks()
+            seed = _run_seed()
+            sampler = EpochSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+            loader = self._loader(SeededAugmentation(self.train_set, seed), sampler, loader_class=ResumableDataLoader)
+        if self._resume_at is not None:
+            loader.position.resume_at(*self._resume_at)
+        return loader
+
+    def state_dict(self) -> dict:
+        """Where the training loader stands (epoch, batches of it delivered), saved in every
+        checkpoint: a run resumed from a checkpoint taken in the middle of an epoch goes on with the
+        next batch, none seen twice or skipped."""
+        loader = self.trainer.train_dataloader if self.trainer is not None else None
+        position = getattr(loader, "position", None)
+        return {} if position is None else {"train_position": [position.epoch, position.batches]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "train_position" in state_dict:
+            self._resume_at = tuple(state_dict["train_position"])
 
     def val_dataloader(self) -> DataLoader | DeviceLoader:
         if self.loader == "device":

@@ -6,7 +6,8 @@ processes, no host-to-device copies per batch. It follows the torchvision path
 (``loader: torch``) sample for sample: the same sampler (a fresh seeded permutation per epoch,
 disjoint shards per DDP rank padded to equal size, the last batch partial) and the same
 augmentation semantics (torchvision's RandomCrop with zero padding, RandomHorizontalFlip with
-p = 0.5); only the random draws of the augmentation differ.
+p = 0.5); only the random draws of the augmentation differ. Like the torchvision path's loader it
+knows where it stands in its epoch and resumes there (lc_lightning.data.seeded.LoaderPosition).
 """
 
 import math
@@ -15,7 +16,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DistributedSampler
 
-from lc_lightning.data.seeded import derived_seed
+from lc_lightning.data.seeded import LoaderPosition, derived_seed
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -49,11 +50,13 @@ class DeviceLoader:
         sampler: torch's DistributedSampler over the N images (world size 1 for one process);
             Lightning calls its ``set_epoch`` before each epoch, as for a DataLoader.
         batch_size: images per batch; the last batch of an epoch may be smaller.
-        seed: the run's seed; augmentation draws come from a generator seeded from (seed,
-            epoch, rank).
+        seed: the run's seed; each batch's augmentation draws come from a generator seeded from
+            (seed, epoch, rank, batch).
         padding, flip: the augmentation (see random_crop_flip); 0 and False for none.
 
-    Each batch's images are float32 in [0, 1], like ToTensor's.
+    Each batch's images are float32 in [0, 1], like ToTensor's. ``position`` follows the batches
+    delivered; ``position.resume_at(epoch, batch)`` starts the next iteration over that epoch at
+    that batch.
     """
 
     def __init__(
@@ -74,18 +77,21 @@ class DeviceLoader:
         self.seed = seed
         self.padding = padding
         self.flip = flip
+        self.position = LoaderPosition()
 
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self):
         device = self.images.device
+        epoch = self.sampler.epoch
         order = torch.tensor(list(self.sampler), dtype=torch.int64, device=device)
         generator = torch.Generator(device=device)
-        generator.manual_seed(derived_seed(self.seed, self.sampler.epoch, self.sampler.rank))
-        for start in range(0, len(order), self.batch_size):
-            indices = order[start : start + self.batch_size]
+        for batch in range(self.position.start(epoch), len(self)):
+            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             images = self.images[indices]
             if self.padding or self.flip:
+                generator.manual_seed(derived_seed(self.seed, epoch, self.sampler.rank, batch))
                 images = random_crop_flip(images, self.padding, self.flip, generator)
+            self.position.batches = batch + 1
             yield images.float().div_(255), self.labels[indices]
