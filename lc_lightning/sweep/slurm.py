@@ -10,8 +10,8 @@ from lc_lightning.errors import UserInputError
 
 # sbatch options lc-sweep sets itself: the runs of the array, and the comment that marks its jobs.
 TRACKING_OPTIONS = {"--array", "-a", "--comment"}
-# lc-sweep's batch script, in the checkout lc-lightning is installed from (pip install -e .).
-SWEEP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "sweep.sbatch"
+# lc-sweep's batch script, installed with the package (package data).
+SWEEP_SCRIPT = Path(__file__).resolve().parents[1] / "slurm" / "sweep.sbatch"
 
 
 def array_spec(indices: list[int]) -> str:
@@ -50,7 +50,7 @@ def submit_array(sweep_dir: Path, indices: list[int], script: Path, sbatch_optio
                 f"sbatch option {option}: lc-sweep sets it to find its runs in the queue; leave it out"
             )
     if not script.is_file():
-        raise UserInputError(f"no batch script at {script}: pass lc-sweep --sbatch_script scripts/slurm/sweep.sbatch")
+        raise UserInputError(f"no batch script at {script}: pass lc-sweep --sbatch_script <an existing file>")
     (sweep_dir / "slurm").mkdir(exist_ok=True)
     # the batch script calls lc-train: the one installed beside this Python, also where no venv is activated
     environment = {
