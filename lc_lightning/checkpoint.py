@@ -1,8 +1,6 @@
 """Checkpoint files that are never torn, and a clear error for one that cannot be read."""
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,36 +9,22 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lc_lightning.errors import CheckpointError
+from lc_lightning.run_directory import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO whose files are replaced atomically, and whose load errors say which file.
 
-    A checkpoint is written to a hidden temporary file in the same directory, flushed to disk
-    (fsync), and moved over the final path with ``os.replace``; the directory entry is synced
-    too. Whatever kills the process meanwhile, the final path holds the old complete file or
-    the new complete file. A missing, truncated or corrupt file given to ``load_checkpoint``
+    A checkpoint is written with lc_lightning.run_directory.write_atomically: whatever kills the
+    process meanwhile, the final path holds the old complete file or the new complete file, and
+    its permissions follow the umask. A missing, truncated or corrupt file given to ``load_checkpoint``
     (``--ckpt_path``) raises CheckpointError naming it.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a process killed while writing
-            stale.unlink(missing_ok=True)
-        descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
-        _fsync_directory(path.parent)
+        write_atomically(Path(path), lambda file: torch.save(checkpoint, file))
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)
@@ -64,15 +48,3 @@ def unreadable(path, error: Exception) -> CheckpointError:
         f"cannot read checkpoint {Path(path).resolve()}: it is truncated or corrupt (torch.load raised "
         f"{type(error).__name__}); pass another one with --ckpt_path"
     )
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -5,53 +5,77 @@ import os
 import sys
 import warnings
 from argparse import ArgumentError
+from dataclasses import replace
 from pathlib import Path
 
+import torch
+import yaml
 from jsonargparse import Namespace
+from lightning import Trainer
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lc_lightning.callbacks import RecordRunStatus
+from lc_lightning.callbacks.record import RecordRun
+from lc_lightning.callbacks.requeue import RequeueOnSignal
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.data import ImageDataModule
-from lc_lightning.errors import InvalidArgumentError, UserInputError
+from lc_lightning.errors import CheckpointError, InvalidArgumentError, UserInputError
 from lc_lightning.module import ImageClassifier
-from lc_lightning.run_status import RunStatus, newest_checkpoint, write_status
+from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, RunStatus
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
+# --ckpt_path values that name no file
+CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
+# Our DataModules save where the training loader stands in its epoch (ImageDataModule.state_dict),
+# so a checkpoint taken in the middle of an epoch resumes exactly; Lightning cannot see that.
+warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
 
 
 class LCTrainCLI(LightningCLI):
-    """LightningCLI with the data->model links and the always-on callbacks.
+    """LightningCLI with the data->model links, the always-on callbacks and the run directory.
 
-    ``--checkpoint.*`` configures a ModelCheckpoint (``save_last`` on) and ``--lr_monitor.*``
-    a LearningRateMonitor (per step); both are always present, whatever
-    ``trainer.callbacks`` lists. A fit also keeps the run directory's ``status.json``
-    (RecordRunStatus), including a failure to build the model, data or trainer.
+    ``--checkpoint.*`` configures a ModelCheckpoint (``save_last`` on) and ``--lr_monitor.*`` a
+    LearningRateMonitor (per step); both are always present, whatever ``trainer.callbacks`` lists.
+
+    With the TensorBoardLogger (the default), every fit has a run directory
+    (lc_lightning.run_directory), fixed before anything is built: the config, its status and
+    checkpoints live there, and ``--ckpt_path last`` resumes from its newest checkpoint. A
+    ``validate`` or ``test`` of a checkpoint of a run starts from that run's own config (any
+    ``--config`` and options apply on top) and writes into ``<run>/<stage>_<n>/``, never into the
+    run's own record. Under SLURM, SIGUSR1 saves the run at a step boundary and requeues it
+    (RequeueOnSignal).
     """
 
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the hyperparameters of --ckpt_path before the trainer loads it; a
-        # file torch.load cannot read gets the same message as from AtomicCheckpointIO.
-        try:
-            super()._parse_ckpt_path()
-        except LOAD_ERRORS as error:
-            raise unreadable(self.config[self.config.subcommand].ckpt_path, error) from error
+    run: RunDirectory | None = None
+    """The directory of this fit, or of this evaluation; None with another logger."""
+    _checkpoint: dict | None = None  # the --ckpt_path checkpoint, memory-mapped, until it is checked
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        with_run = None
+        if args is None or isinstance(args, list):
+            with_run = with_evaluated_run_config(sys.argv[1:] if args is None else args)
+        with warnings.catch_warnings():
+            # the command line itself, when lc-train put the run's config into it
+            warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
+            super().parse_arguments(parser, args if with_run is None else with_run)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None and ckpt_path not in CHECKPOINT_KEYWORDS:
+            self._checkpoint = read_checkpoint(Path(ckpt_path))
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand is None:
             return
-        trainer = self.config[self.subcommand].trainer
-        take_layout_from_slurm(trainer)
+        config = self.config[self.subcommand]
+        take_layout_from_slurm(config.trainer)
         if self.subcommand == "fit":
-            pin_run_directory(trainer)
-            config = self.config.fit
-            if config.ckpt_path is None and trainer.default_root_dir is not None:
-                config.ckpt_path = checkpoint_to_resume(Path(trainer.default_root_dir))
+            self.run = pin_run_directory(config.trainer)
+        elif self.subcommand in EVALUATION_STAGES:
+            self.run = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
 
     def instantiate_classes(self) -> None:
         try:
@@ -60,27 +84,91 @@ class LCTrainCLI(LightningCLI):
             # jsonargparse wraps what a DataModule's __init__ raises in a ValueError about its Union type
             cause = _user_input_cause(error)
             reported = cause or error
-            # recorded where the run directory exists (a sweep's run, a resumed run); a mistyped new
-            # run leaves no directory behind
-            root_dir = self.config.get("fit.trainer.default_root_dir") if self.subcommand == "fit" else None
-            if root_dir is not None and Path(root_dir).is_dir() and rank_zero_only.rank == 0:
-                write_status(Path(root_dir), RunStatus("failed", error=f"{type(reported).__name__}: {reported}"))
+            # recorded where the run exists (a sweep's run, a resumed run); a new run leaves nothing behind
+            if self.subcommand == "fit" and self.run is not None and self.run.exists() and rank_zero_only.rank == 0:
+                error_text = f"{type(reported).__name__}: {reported}"
+                self.run.write_status(
+                    replace(self.run.status() or RunStatus("failed"), state="failed", error=error_text)
+                )
             if cause is not None:
                 raise cause from None
             raise
 
-    def fit(self, model, ckpt_path=None, **kwargs) -> None:
-        """``trainer.fit`` with the run's status recorded in its run directory (with the
-        TensorBoardLogger, whose directory pin_run_directory made the trainer's root; other
-        loggers have no run directory of lc-train's); ``--ckpt_path last`` resumes from the
-        newest of the run's last and requeue checkpoints (:func:`newest_checkpoint`)."""
-        if isinstance(self.trainer.logger, TensorBoardLogger):
-            self.trainer.callbacks.append(RecordRunStatus())
-        if ckpt_path == "last":
-            checkpoint_dir = self.config.fit.checkpoint.dirpath
-            run_dir = Path(self.trainer.default_root_dir)
-            ckpt_path = newest_checkpoint(run_dir, Path(checkpoint_dir) if checkpoint_dir else None) or "last"
-        self.trainer.fit(model, ckpt_path=ckpt_path, **kwargs)
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        if SLURMEnvironment.detect():
+            # RequeueOnSignal replaces Lightning's requeue, which saves wherever SIGUSR1 lands
+            plugins = self.config_init[self.subcommand].trainer.get("plugins") or []
+            plugins = plugins if isinstance(plugins, list) else [plugins]
+            kwargs["plugins"] = [*plugins, SLURMEnvironment(auto_requeue=False)]
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Decide what the fit starts from, create a new run's directory with its config and
+        attach the run's callbacks."""
+        config = self.config_init.fit
+        self._check_checkpoint_fits()
+        if self.run is None:
+            return
+        status = self.run.status()
+        if status is not None and status.world_size not in (None, self.trainer.world_size):
+            raise InvalidArgumentError(
+                f"{self.run.path} trained with {status.world_size} processes, this fit has {self.trainer.world_size}: "
+                "resume it with the same --trainer.devices and --trainer.num_nodes (under SLURM: --nodes and "
+                "--ntasks-per-node), so that it sees the same batches"
+            )
+        restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+        config.ckpt_path = self.run.checkpoint_to_resume(config.ckpt_path, restarted_by_slurm=restarted)
+        created = None
+        if not self.run.exists() and self.trainer.is_global_zero:
+            created = self.run.create(self._config_text())
+        self.trainer.callbacks.append(RecordRun(self.run, created))
+        if SLURMEnvironment.detect():
+            self.trainer.callbacks.append(RequeueOnSignal(str(self.run.requeue_checkpoint)))
+
+    def before_validate(self) -> None:
+        self._start_evaluation()
+
+    def before_test(self) -> None:
+        self._start_evaluation()
+
+    def _start_evaluation(self) -> None:
+        """Check the checkpoint fits the model, then create the evaluation's directory with its config."""
+        # the always-on ModelCheckpoint saves nothing in an evaluation; its restored state does not matter
+        warnings.filterwarnings("ignore", "The dirpath has changed from")
+        self._check_checkpoint_fits()
+        if self.run is not None:
+            created = self.run.create(self._config_text()) if self.trainer.is_global_zero else None
+            self.trainer.callbacks.append(RecordRun(self.run, created))
+
+    def _config_text(self) -> str:
+        """The subcommand's complete config as YAML, as its directory's config.yaml records it."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # skip_none, as Lightning's SaveConfigCallback
+            dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        return yaml.safe_dump(dumped[self.subcommand], sort_keys=False, allow_unicode=True)
+
+    def _check_checkpoint_fits(self) -> None:
+        """InvalidArgumentError where the --ckpt_path checkpoint does not fit the model (see checkpoint_mismatch)."""
+        checkpoint, self._checkpoint = self._checkpoint, None
+        ckpt_path = self.config_init[self.subcommand].ckpt_path
+        if checkpoint is None:
+            return
+        mismatch = checkpoint_mismatch(self.model.state_dict(), checkpoint.get("state_dict", {}))
+        if not mismatch:
+            return
+        trained = RunDirectory.containing(Path(ckpt_path))
+        if trained is None:
+            advice = "Give the config it was trained with"
+        elif self.subcommand == "fit":
+            advice = f"It was trained with {trained.config_file}: start from that config (--config)"
+        else:
+            advice = (
+                f"It was trained with {trained.config_file}: {self.subcommand} it with --ckpt_path alone, which "
+                "starts from that config, adding only the options that change the evaluation"
+            )
+        raise InvalidArgumentError(
+            f"checkpoint {ckpt_path} does not fit the model this config builds ({mismatch}). {advice}"
+        )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in DATA_TO_MODEL_LINKS:
@@ -136,50 +224,104 @@ def take_layout_from_slurm(trainer) -> None:
         )
 
 
-def pin_run_directory(trainer) -> None:
-    """Fix the directory of a training run before anything is written to it.
+def pin_run_directory(trainer) -> RunDirectory | None:
+    """The directory of a fit (a RunDirectory), fixed in the trainer config before anything is built.
 
-    With the TensorBoardLogger, a run's directory is ``<save_dir>/<name>/<version>``; it holds
-    the TensorBoard events, ``config.yaml`` (the run's whole config, which LightningCLI writes
-    there), ``checkpoints/`` and the checkpoints Lightning saves when SLURM asks for a requeue.
-    An unset logger version becomes ``slurm-<job id>`` under srun (``slurm-<job>_<task>`` in an
-    array), which a requeued job finds again, and otherwise the next free ``version_<n>``; it
-    is written into the config, so ``--config <run dir>/config.yaml --ckpt_path last`` resumes
-    in the same directory. An unset ``default_root_dir`` becomes the run directory, so
-    Lightning's requeue checkpoints (``hpc_ckpt_<n>.ckpt``) belong to this run alone. Other
-    loggers leave the config as it is.
+    With the TensorBoardLogger a run lives in ``<save_dir>/<name>/<version>``; an unset version
+    becomes the one RunDirectory.for_new_run picks (named after the SLURM job under srun, else the
+    next free ``version_<n>``) and an unset ``default_root_dir`` the run directory. Both are
+    recorded in the run's config.yaml, so ``--config <run>/config.yaml --ckpt_path last`` resumes
+    in the same directory. Other loggers have no run directory: None, and the config stays.
     """
-    logger = trainer.logger
-    if not (isinstance(logger, Namespace) and _is_tensorboard_logger(logger.get("class_path"))):
-        return
-    args = logger.init_args
+    args = _tensorboard_args(trainer)
+    if args is None:
+        return None
     root = Path(args.save_dir) / (args.name or "")
     if args.version is None:
-        args.version = _slurm_run_version() or _next_version(root)
+        run = RunDirectory.for_new_run(root, under_slurm=SLURMEnvironment.detect())
+        args.version = run.path.name
+    else:
+        run = RunDirectory(root / (args.version if isinstance(args.version, str) else f"version_{args.version}"))
     if trainer.default_root_dir is None:
-        version = args.version if isinstance(args.version, str) else f"version_{args.version}"
-        trainer.default_root_dir = str(root / version)
+        trainer.default_root_dir = str(run.path)
+    return run
 
 
-def checkpoint_to_resume(run_dir: Path) -> str | None:
-    """What a fit without ``--ckpt_path`` into ``run_dir`` resumes from, so that no run is overwritten.
-
-    None where ``run_dir`` holds no checkpoint yet (a new run), or where Lightning resumes by
-    itself (under srun with a requeue checkpoint ``hpc_ckpt_<n>.ckpt`` there). "last" for a
-    job that SLURM restarted (requeued or preempted, ``SLURM_RESTART_COUNT`` > 0) without a
-    requeue checkpoint. Otherwise the directory belongs to an earlier run and
-    InvalidArgumentError says how to resume it or start anew.
-    """
-    if not any((run_dir / "checkpoints").glob("*.ckpt")):
+def pin_evaluation_directory(trainer, stage: str, ckpt_path: str | None) -> RunDirectory | None:
+    """The directory of a validate or test (``stage``), fixed in the trainer config: a new
+    ``<stage>_<n>`` in the run whose checkpoint ``ckpt_path`` is, or under the logger's
+    ``<save_dir>/<name>`` for a checkpoint outside any run. The TensorBoardLogger and
+    ``default_root_dir`` are pointed at it. None with another logger."""
+    args = _tensorboard_args(trainer)
+    if args is None:
         return None
-    if SLURMEnvironment.detect() and any(run_dir.glob("hpc_ckpt_*.ckpt")):
+    run = RunDirectory.containing(Path(ckpt_path)) if ckpt_path not in (None, *CHECKPOINT_KEYWORDS) else None
+    evaluation = (run or RunDirectory(Path(args.save_dir) / (args.name or ""))).new_evaluation(stage)
+    args.save_dir, args.name, args.version = str(evaluation.path.parent), "", evaluation.path.name
+    trainer.default_root_dir = str(evaluation.path)
+    return evaluation
+
+
+def with_evaluated_run_config(args: list[str]) -> list[str] | None:
+    """``args`` of ``lc-train validate`` or ``test`` with the config of the run whose checkpoint
+    ``--ckpt_path`` names put first, so that the user's own configs and options apply on top of it;
+    None for other arguments (another subcommand, no --ckpt_path, a checkpoint outside any run).
+    The run's process layout is not taken over: the evaluation runs on this machine's devices (or
+    the SLURM task layout), as any --trainer.devices and --trainer.num_nodes given say."""
+    stages = [index for index, arg in enumerate(args) if arg in EVALUATION_STAGES]
+    if not stages:
         return None
-    if int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0:
-        return "last"
-    raise InvalidArgumentError(
-        f"{run_dir} already holds the checkpoints of a run. Resume it with --ckpt_path last, or start a new "
-        f"run in a new directory with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
-    )
+    first = stages[0]
+    ckpt_path = None
+    for index, arg in enumerate(args[first + 1 :], first + 1):
+        if arg.startswith("--ckpt_path="):
+            ckpt_path = arg.partition("=")[2]
+        elif arg == "--ckpt_path" and index + 1 < len(args):
+            ckpt_path = args[index + 1]
+    if ckpt_path is None or ckpt_path in CHECKPOINT_KEYWORDS:
+        return None
+    run = RunDirectory.containing(Path(ckpt_path))
+    if run is None:
+        return None
+    run_config = ["--config", str(run.config_file), "--trainer.devices=auto", "--trainer.num_nodes=1"]
+    return [*args[: first + 1], *run_config, *args[first + 1 :]]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path``, memory-mapped (its tensors are read only when used);
+    CheckpointError naming the file where it is missing, truncated or corrupt."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path.resolve()}")
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except LOAD_ERRORS as error:
+        raise unreadable(path, error) from error
+
+
+def checkpoint_mismatch(model: dict, checkpoint: dict) -> str | None:
+    """How the state dict of a ``checkpoint`` does not fit the ``model``'s (parameters missing
+    from one of them, or of another shape), a few of them named; None where it fits."""
+    missing = [name for name in model if name not in checkpoint]
+    unexpected = [name for name in checkpoint if name not in model]
+    resized = [
+        f"{name}: {list(checkpoint[name].shape)} in the checkpoint, {list(model[name].shape)} here"
+        for name in model
+        if name in checkpoint and checkpoint[name].shape != model[name].shape
+    ]
+    problems = [*resized, *(f"{name} missing in the checkpoint" for name in missing)]
+    problems += [f"{name} not in this model" for name in unexpected]
+    if not problems:
+        return None
+    more = f"; {len(problems) - 2} more" if len(problems) > 2 else ""
+    return "; ".join(problems[:2]) + more
+
+
+def _tensorboard_args(trainer) -> Namespace | None:
+    """The init_args of the trainer config's logger if it is a TensorBoardLogger, else None."""
+    logger = trainer.logger
+    if isinstance(logger, Namespace) and _is_tensorboard_logger(logger.get("class_path")):
+        return logger.init_args
+    return None
 
 
 def _user_input_cause(error: BaseException) -> UserInputError | None:
@@ -199,26 +341,6 @@ def _is_tensorboard_logger(class_path: str | None) -> bool:
         return False
 
 
-def _slurm_run_version() -> str | None:
-    """``slurm-<job id>`` (``slurm-<array job id>_<task id>``) under srun, else None; a job's
-    second and later job steps (several srun calls in one job) add ``.<step id>``. A requeued
-    job numbers its steps from 0 again, so each finds its directory again."""
-    if not SLURMEnvironment.detect():
-        return None
-    if "SLURM_ARRAY_JOB_ID" in os.environ:
-        version = f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    else:
-        version = f"slurm-{os.environ['SLURM_JOB_ID']}"
-    step = os.environ.get("SLURM_STEP_ID", "0")
-    return version if step == "0" else f"{version}.{step}"
-
-
-def _next_version(root: Path) -> int:
-    """One more than the largest ``version_<n>`` folder in ``root`` (0 when there is none)."""
-    numbers = [int(d.name[8:]) for d in root.glob("version_*") if d.is_dir() and d.name[8:].isdigit()]
-    return max(numbers, default=-1) + 1
-
-
 CLI_ARGUMENTS = {
     "model_class": ImageClassifier,
     "datamodule_class": ImageDataModule,
@@ -226,7 +348,7 @@ CLI_ARGUMENTS = {
     "auto_configure_optimizers": False,
     "seed_everything_default": 0,
     "trainer_defaults": TRAINER_DEFAULTS,
-    "save_config_kwargs": {"overwrite": True},
+    "save_config_callback": None,  # the run directory writes config.yaml, once
 }
 
 

@@ -29,6 +29,8 @@ class ImageClassifier(LightningModule):
     With ``freeze_spatial`` the module brings a ``FreezeSpatialConvs`` callback to the
     trainer, so the spatial filters stay frozen at their random initialisation. A loss that is
     not finite stops training with TrainingDivergedError naming the step.
+    Every argument, the network's config included, is saved as a hyperparameter in checkpoints:
+    ``ImageClassifier.load_from_checkpoint(path)`` rebuilds a module lc-train trained.
 
     Args:
         network: builds the network from (num_classes, in_channels), e.g. ``CifarResNet``
@@ -74,7 +76,7 @@ class ImageClassifier(LightningModule):
             )
         if lr_reference_batch is not None and lr_reference_batch < 1:
             raise InvalidArgumentError(f"lr_reference_batch must be >= 1, got {lr_reference_batch}")
-        self.save_hyperparameters(ignore=["network"])
+        self.save_hyperparameters()
         self.network = network(num_classes, in_channels)
         if channels_last:
             _convolutions_to_channels_last(self.network)

@@ -1,4 +1,9 @@
-"""A callback that interrupts a run the way a stopped job does (importable by class path)."""
+"""Callbacks that interrupt a run the way a stopped or requeued job is (importable by class path)."""
+
+import os
+import signal
+import time
+from pathlib import Path
 
 from lightning import Callback
 
@@ -13,3 +18,36 @@ class StopAfterEpoch(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             trainer.should_stop = True
+
+
+class SignalAtStep(Callback):
+    """Send this process SIGUSR1 (what SLURM sends before a time limit) as the batch of global step
+    ``step`` starts, in the middle of the training step's work rather than at its end."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class PauseAtStep(Callback):
+    """As the batch of global step ``step`` starts, write the file ``marker`` and wait until SIGUSR1
+    has reached the run's RequeueOnSignal, so that a test can signal a job at a step of its choice.
+    A requeued job (``SLURM_RESTART_COUNT`` > 0) does not pause."""
+
+    def __init__(self, step: int, marker: str, timeout: float = 120) -> None:
+        self.step = step
+        self.marker = Path(marker)
+        self.timeout = timeout
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step != self.step or int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0:
+            return
+        self.marker.write_text(str(self.step))
+        deadline = time.monotonic() + self.timeout
+        while not any(getattr(callback, "signalled", False) for callback in trainer.callbacks):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no SIGUSR1 within {self.timeout} s of step {self.step}")
+            time.sleep(0.05)

@@ -12,15 +12,13 @@ import pytest
 import yaml
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
-from torch.utils.tensorboard import SummaryWriter
 
 from lc_lightning.report import paper
 from lc_lightning.report.cli import main
-from lc_lightning.report.events import final_scalars
 from lc_lightning.report.plots import metric_figure, plot_axis
 from lc_lightning.report.results import Stats, read_results
 from lc_lightning.report.table import format_paper, format_stats, markdown_table, sweep_section
-from lc_lightning.run_status import RunStatus, write_status
+from lc_lightning.run_directory import RunDirectory, RunStatus
 from lc_lightning.sweep.grid import Run, Sweep
 
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "PAPER.md"
@@ -68,19 +66,9 @@ def imagenet_config(expansion: int | None, frozen: bool) -> dict:
             "data": {"class_path": "lc_lightning.data.ImageNetDataModule"}}  # fmt: skip
 
 
-def write_events(run_dir: Path, scalars: dict[str, list[tuple[int, float, float]]]) -> None:
-    """One more TensorBoard event file in ``run_dir``: tag -> [(step, value, wall time)]."""
-    writer = SummaryWriter(str(run_dir))
-    for tag, events in scalars.items():
-        for step, value, wall_time in events:
-            writer.add_scalar(tag, value, step, walltime=wall_time)
-    writer.close()
-
-
 def finish(run_dir: Path, values: dict[str, float], state: str = "finished", error: str | None = None) -> None:
-    """Log ``values`` as the run's last epoch (after an earlier, different epoch) and write its status."""
-    write_events(run_dir, {tag: [(7, 0.0, 1000.0), (15, value, 2000.0)] for tag, value in values.items()})
-    write_status(run_dir, RunStatus(state, error=error, epoch=2, global_step=16))
+    """Write the run's status with ``values`` as the last value of each scalar it logged."""
+    RunDirectory(run_dir).write_status(RunStatus(state, error=error, epoch=2, global_step=16, metrics=values))
 
 
 def table_rows(report: str, first_header: str) -> list[dict[str, str]]:
@@ -90,23 +78,6 @@ def table_rows(report: str, first_header: str) -> list[dict[str, str]]:
     table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
     return [dict(zip(cells[0], row, strict=True)) for row in cells[2:]]
-
-
-def test_final_value_is_at_the_largest_step_then_the_latest_wall_time(tmp_path):
-    write_events(tmp_path, {
-        "val/acc": [(10, 0.5, 100.0), (20, 0.6, 200.0)],
-        "val/fgsm_acc": [(20, 0.25, 200.0)],
-        "filters/entropy_first": [(5, 1.125, 500.0)],
-    })  # fmt: skip
-    # the run resumed from an earlier checkpoint: a later file restarts at a lower step
-    write_events(tmp_path, {
-        "val/acc": [(15, 0.375, 300.0)],
-        "val/fgsm_acc": [(20, 0.5, 300.0)],
-        "filters/entropy_first": [(5, 0.875, 400.0)],
-    })  # fmt: skip
-    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
-    finals = final_scalars(tmp_path, ["val/acc", "val/fgsm_acc", "filters/entropy_first", "val/acc_top5"])
-    assert finals == {"val/acc": pytest.approx(0.6), "val/fgsm_acc": 0.5, "filters/entropy_first": 1.125}
 
 
 def test_format_of_cells():
@@ -314,6 +285,23 @@ def test_report_lists_unfinished_runs_and_notes_the_epochs(figure4, tmp_path, ca
     assert f"lc-report: wrote {tmp_path / 'out' / 'report.md'}" in captured.err
 
 
+def test_report_lists_the_evaluations_of_saved_checkpoints(figure4, tmp_path, capsys):
+    path, run_dirs, _ = figure4
+    run = RunDirectory(run_dirs["expansion=128,freeze_spatial=true,seed_everything=0"])
+    checkpoint = run.checkpoint_dir / "last.ckpt"
+    for stage, metrics in (("validate", {"val/acc": 0.9125, "val/fgsm_acc": 0.5, "val/loss": 0.3}),
+                           ("test", {"test/acc": 0.875})):  # fmt: skip
+        evaluation = run.new_evaluation(stage)
+        evaluation.create(f"ckpt_path: {checkpoint}\n")
+        evaluation.write_status(RunStatus("finished", metrics=metrics))
+    main([str(path), "--out", str(tmp_path / "out")])
+    report = (tmp_path / "out" / "report.md").read_text()
+    listed = f"- `{run.path.name}/{{}}` (checkpoint `{checkpoint}`): finished; {{}}\n"
+    assert listed.format("validate_0", "val/acc 91.25 %; val/fgsm_acc 50.00 %") in report
+    assert listed.format("test_0", "test/acc 87.50 %") in report
+    capsys.readouterr()
+
+
 def test_runs_csv_has_every_run_at_full_precision(figure4, tmp_path, capsys):
     path, run_dirs, accuracies = figure4
     main([str(path), "--out", str(tmp_path / "out")])
@@ -402,7 +390,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
     if case == "nothing finished":
         sweep = Sweep(configs=("/nowhere/base.yaml",), grids=({SEED: [0, 1]},))
         run_dirs = write_sweep(tmp_path / "sweep", sweep)
-        write_status(run_dirs["seed_everything=0"], RunStatus("failed", error="ValueError: boom"))
+        RunDirectory(run_dirs["seed_everything=0"]).write_status(RunStatus("failed", error="ValueError: boom"))
         expected = "no finished run to report"
     else:
         (tmp_path / "sweep").mkdir()

@@ -1,10 +1,13 @@
 """lc-sweep and lc-report end to end on real Fashion-MNIST runs: a 2 x 2 x 2 grid here and as a SLURM job
-array on the local cluster (a killed task resumed alone), and a report of a sweep with a failed and a missing run."""
+array on the local cluster (a killed task resumed alone), a report of a sweep with a failed and a missing run, and
+a sweep on SLURM from a wheel installed outside the checkout."""
 
 import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 from slurm_cluster import wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lc_lightning.run_status import read_status
+from lc_lightning.run_directory import RunDirectory
 
 pytest_plugins = ["slurm_cluster"]
 BIN = Path(sys.executable).parent
@@ -81,7 +84,7 @@ def local_sweep(tmp_path_factory) -> Path:
 @needs_fashion_mnist
 def test_a_local_grid_trains_every_run_once_and_the_report_aggregates_its_event_files(local_sweep, tmp_path):
     assert (local_sweep / "runs.txt").read_text().split() == RUN_NAMES
-    assert all(read_status(local_sweep / name).state == "finished" for name in RUN_NAMES)
+    assert all(RunDirectory(local_sweep / name).status().state == "finished" for name in RUN_NAMES)
     config = local_sweep.parent / "quick.yaml"
     again = command("lc-sweep", "--config", str(config), *GRID_AXES, "--dir", str(local_sweep))
     assert again.returncode == 0 and "8 runs, 0 to train" in again.stdout
@@ -146,8 +149,8 @@ def test_a_grid_as_a_slurm_array_resumes_only_a_killed_task_and_then_submits_not
     wait_until(lambda: (victim_dir / "checkpoints" / "last.ckpt").exists(), 300, "the victim's first epoch ends")
     assert slurm_cluster.run("scancel", f"{job}_{victim}").returncode == 0
     wait_until(lambda: array_tasks(job) == "", 600, "the job array ends")
-    finished = [read_status(sweep_dir / name).state == "finished" for name in RUN_NAMES]
-    assert finished == [index != victim for index in range(8)], [read_status(sweep_dir / n) for n in RUN_NAMES]
+    statuses = [RunDirectory(sweep_dir / name).status() for name in RUN_NAMES]
+    assert [status.state == "finished" for status in statuses] == [index != victim for index in range(8)], statuses
     stopped_at = torch.load(victim_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
     others = {name: (sweep_dir / name / "checkpoints" / "last.ckpt").stat().st_mtime_ns for name in RUN_NAMES}
     del others[RUN_NAMES[victim]]
@@ -162,7 +165,7 @@ def test_a_grid_as_a_slurm_array_resumes_only_a_killed_task_and_then_submits_not
     assert f"Restored all states from the checkpoint at {victim_dir / 'checkpoints' / 'last.ckpt'}" in output
     final = torch.load(victim_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert 0 < stopped_at < final["global_step"] == 3 * 1024 // 64
-    assert read_status(victim_dir).state == "finished"
+    assert RunDirectory(victim_dir).status().state == "finished"
     assert {name: (sweep_dir / name / "checkpoints" / "last.ckpt").stat().st_mtime_ns for name in others} == others
 
     third = command("lc-sweep", *arguments, env=env)
@@ -186,3 +189,53 @@ def test_runs_slurm_still_holds_are_not_submitted_again(slurm_cluster, tmp_path)
             assert f"seed_everything={task}: queued or running in SLURM job {job}_{task}" in again.stdout
     finally:
         slurm_cluster.run("scancel", job)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_a_wheel_installed_outside_the_checkout_runs_a_sweep_on_slurm(slurm_cluster, tmp_path):
+    source = tmp_path / "source"  # what the wheel is built from, copied: building writes into the tree it builds
+    shutil.copytree(REPO / "lc_lightning", source / "lc_lightning", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("lc_lightning-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert {"lc_lightning/slurm/sweep.sbatch", "lc_lightning/slurm/train.sbatch"} <= set(archive.namelist())
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    # lc-lightning's dependencies from this environment (a path, not its .pth files: not its editable lc_lightning)
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import lc_lightning; print(lc_lightning.__file__)"],
+                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout  # fmt: skip
+    assert where.startswith(site)
+
+    env = {**slurm_cluster.ddp_env(), "PATH": f"{venv / 'bin'}:{slurm_cluster.env['PATH']}", "OMP_NUM_THREADS": "1"}
+    config = tmp_path / "quick.yaml"
+    quick = yaml.safe_load(quick_config(tmp_path, train_images=256, epochs=1).read_text())
+    del quick["trainer"]["callbacks"]  # nothing from the checkout
+    config.write_text(yaml.safe_dump(quick))
+    arguments = ["--config", str(config), "--axis", "seed_everything=0,1", "--dir", str(tmp_path / "sweep"), "--slurm",
+                 "--", "--gres=none", "--cpus-per-task=1", "--time=10"]  # fmt: skip
+    sweep = subprocess.run([str(venv / "bin" / "lc-sweep"), *arguments], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=120)  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    job = sweep.stdout.split("submitted job array ")[1].split()[0]
+    wait_until(lambda: slurm_cluster.run("squeue", "-h", "-r", "-j", job, "-o", "%i").stdout.strip() == "", 300,
+               "the job array ends")  # fmt: skip
+    for seed in (0, 1):
+        run = RunDirectory(tmp_path / "sweep" / f"seed_everything={seed}")
+        output = (tmp_path / "sweep" / "slurm" / f"{job}_{seed}.out").read_text()
+        assert run.status() is not None and run.status().state == "finished", output[-3000:]
+        assert (run.checkpoint_dir / "last.ckpt").is_file()

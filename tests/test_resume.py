@@ -1,22 +1,25 @@
-"""Exact resume: training data follow from (seed, epoch, image), and a run resumes from its directory."""
+"""Exact resume: training data follow from (seed, epoch, image), a loader resumes in the middle of its
+epoch, and a run resumes from its directory, at an epoch boundary or mid-epoch after a requeue."""
 
 import logging
 import os
 import shutil
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_faults import lc_train_error, tiny_cifar_args
 
-from lc_lightning.cli import build_cli, checkpoint_to_resume
+from lc_lightning.cli import build_cli
 from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.run_directory import RunDirectory
 
 
-def epoch_batches(data: CIFAR10DataModule, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    loader = data.train_dataloader()
+def epoch_batches(loader, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     loader.sampler.set_epoch(epoch)  # as Lightning does before each epoch
     return list(loader)
 
@@ -34,7 +37,7 @@ def test_training_batches_depend_only_on_the_seed_the_epoch_and_the_image(tiny_c
     for workers in (0, 2):
         data = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=workers)
         data.setup("fit")
-        loaders[workers] = data
+        loaders[workers] = data.train_dataloader()
     in_process = [epoch_batches(loaders[0], epoch) for epoch in (0, 1)]
     # Two persistent workers, epochs read out of order: the same batches.
     for epoch in (1, 0):
@@ -51,7 +54,9 @@ def test_training_batches_depend_only_on_the_seed_the_epoch_and_the_image(tiny_c
     assert not torch.equal(same_image_first, same_image_second)
     # Another seed: another order.
     monkeypatch.setenv("PL_GLOBAL_SEED", "8")
-    other_seed = torch.cat([labels for _, labels in epoch_batches(loaders[0], 0)])
+    data = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0)
+    data.setup("fit")
+    other_seed = torch.cat([labels for _, labels in epoch_batches(data.train_dataloader(), 0)])
     assert not torch.equal(other_seed, first_labels)
 
 
@@ -68,13 +73,70 @@ def test_reading_an_image_leaves_the_callers_random_stream_alone(tiny_cifar10):
     assert not torch.equal(dataset[(5, 17)][0], image)
 
 
+@pytest.mark.parametrize("loader, workers", [("torch", 0), ("torch", 2), ("device", 0)])
+def test_a_loader_resumed_at_a_batch_gives_the_rest_of_that_epoch_and_whole_others(tiny_cifar10, loader, workers):
+    root, _ = tiny_cifar10
+
+    def training_loader():
+        data = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=workers, loader=loader)
+        data.setup("fit")
+        return data.train_dataloader()
+
+    reference = training_loader()
+    whole = epoch_batches(reference, 1)
+    assert (reference.position.epoch, reference.position.batches) == (1, 5)
+    resumed = training_loader()
+    resumed.position.resume_at(1, 2)
+    assert_same_batches(epoch_batches(resumed, 1), whole[2:])
+    assert (resumed.position.epoch, resumed.position.batches) == (1, 5)
+    assert_same_batches(epoch_batches(resumed, 1), whole)  # only the first iteration resumes
+    elsewhere = training_loader()
+    elsewhere.position.resume_at(0, 3)  # a position in another epoch: this one is read whole
+    assert_same_batches(epoch_batches(elsewhere, 1), whole)
+    counted = training_loader()
+    counted.sampler.set_epoch(2)
+    batches = iter(counted)
+    next(batches), next(batches)
+    assert (counted.position.epoch, counted.position.batches) == (2, 2)  # delivered, not prefetched
+
+
+def step_values(run_dir: Path, tag: str) -> dict[int, list[float]]:
+    """Every value of ``tag`` in the run's event files (a resumed run has several), by step."""
+    values = defaultdict(list)
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0}, purge_orphaned_data=False)
+        events.Reload()
+        for event in events.Scalars(tag):
+            values[event.step].append(event.value)
+    return dict(values)
+
+
+def assert_same_training(resumed: Path, uninterrupted: Path, steps: int) -> None:
+    """Bitwise the same final weights, global step and per-step training loss."""
+    final = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    expected = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["global_step"] == expected["global_step"] == steps
+    for name, value in expected["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], value), name
+    losses, expected_losses = step_values(resumed, "train/loss_step"), step_values(uninterrupted, "train/loss_step")
+    assert sorted(losses) == sorted(expected_losses) == list(range(steps))
+    for step, (value,) in expected_losses.items():
+        assert set(losses[step]) == {value}, step  # logged again after the resume: the same value
+
+
 @pytest.mark.parametrize("loader", ["torch", "device"])
 def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
     loader, tiny_cifar10, tmp_path, monkeypatch
 ):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    args = tiny_cifar_args(root, "--trainer.max_epochs=3", "--data.num_workers=2", f"--data.loader={loader}")
+    args = tiny_cifar_args(
+        root,
+        "--trainer.max_epochs=3",
+        "--data.num_workers=2",
+        f"--data.loader={loader}",
+        "--trainer.log_every_n_steps=1",
+    )
     build_cli(["fit", *args])  # uninterrupted: logs/cifar10_e32/version_0
     stop = "--trainer.callbacks+={class_path: interruptions.StopAfterEpoch, init_args: {epoch: 1}}"
     build_cli(["fit", *args, stop])  # stopped after 2 of 3 epochs: version_1
@@ -84,28 +146,66 @@ def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
     resumed = build_cli(["fit", "--config", str(run / "config.yaml"), "--ckpt_path=last"])
     assert Path(resumed.trainer.log_dir).resolve() == run
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0", "version_1"]
-    uninterrupted = torch.load(run.parent / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
-    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert final["global_step"] == uninterrupted["global_step"] == 3 * 5
-    for name, value in uninterrupted["state_dict"].items():
-        assert torch.equal(final["state_dict"][name], value), name
+    assert_same_training(run, run.parent / "version_0", steps=3 * 5)
 
 
-def test_a_fit_never_overwrites_an_earlier_run(tmp_path, monkeypatch):
-    for name in ("SLURM_NTASKS", "SLURM_RESTART_COUNT"):
-        monkeypatch.delenv(name, raising=False)
-    run = tmp_path / "version_0"
-    assert checkpoint_to_resume(run) is None  # a new run
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+def fake_scontrol(tmp_path: Path, monkeypatch) -> Path:
+    """An ``scontrol`` first on PATH that writes its arguments to the file it returns."""
+    calls = tmp_path / "scontrol-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+@pytest.mark.parametrize("loader, workers", [("torch", 0), ("torch", 2), ("device", 0)])
+def test_a_run_requeued_in_the_middle_of_an_epoch_resumes_with_the_next_batch_bitwise(
+    loader, workers, tiny_cifar10, tmp_path, monkeypatch
+):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    calls = fake_scontrol(tmp_path, monkeypatch)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    args = tiny_cifar_args(
+        root, "--trainer.max_epochs=3", f"--data.num_workers={workers}", f"--data.loader={loader}",
+        "--trainer.log_every_n_steps=1",
+    )  # fmt: skip
+    build_cli(["fit", *args])  # uninterrupted: version_0
+    run = tmp_path / "logs" / "cifar10_e32" / "version_1"
+    requeue = RunDirectory(run).requeue_checkpoint
+    requeue_callback = f"{{class_path: lc_lightning.callbacks.RequeueOnSignal, init_args: {{checkpoint: {requeue}}}}}"
+    callbacks = [
+        f"--trainer.callbacks+={requeue_callback}",
+        "--trainer.callbacks+={class_path: interruptions.SignalAtStep, init_args: {step: 7}}",
+    ]
+    with pytest.raises(SystemExit):  # Requeued
+        build_cli(["fit", *args, *callbacks])
+    assert calls.read_text() == "requeue 77\n"
+    saved = torch.load(requeue, weights_only=False)
+    # signalled as step 7 (epoch 1, batch 2) began: saved at its end
+    assert (saved["global_step"], saved["epoch"]) == (8, 1)
+    assert saved["CIFAR10DataModule"] == {"train_position": [1, 3]}
+    status = RunDirectory(run).status()
+    assert (status.state, status.global_step, status.error) == ("interrupted", 8, "Requeued")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5  # epoch 0's end
+    build_cli(["fit", "--config", str(run / "config.yaml"), "--ckpt_path=last"])
+    assert_same_training(run, run.parent / "version_0", steps=3 * 5)
+
+
+def test_a_fit_never_overwrites_an_earlier_run(tmp_path):
+    run = RunDirectory(tmp_path / "version_0")
+    assert run.checkpoint_to_resume(None, restarted_by_slurm=False) is None  # a new run
+    assert run.checkpoint_to_resume("last", restarted_by_slurm=False) is None
+    run.checkpoint_dir.mkdir(parents=True)
+    (run.checkpoint_dir / "last.ckpt").write_bytes(b"")
     with pytest.raises(InvalidArgumentError, match=r"already holds the checkpoints of a run. Resume it with"):
-        checkpoint_to_resume(run)
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued or preempted without a requeue checkpoint
-    assert checkpoint_to_resume(run) == "last"
-    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "lc-train"}.items():  # under srun
-        monkeypatch.setenv(name, value)
-    (run / "hpc_ckpt_1.ckpt").write_bytes(b"")
-    assert checkpoint_to_resume(run) is None  # Lightning resumes from hpc_ckpt_1.ckpt by itself
+        run.checkpoint_to_resume(None, restarted_by_slurm=False)
+    last = str(run.checkpoint_dir / "last.ckpt")
+    assert run.checkpoint_to_resume(None, restarted_by_slurm=True) == last  # requeued or preempted
+    assert run.checkpoint_to_resume("last", restarted_by_slurm=False) == last
+    assert run.checkpoint_to_resume("other.ckpt", restarted_by_slurm=False) == "other.ckpt"
 
 
 def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeypatch, capsys):
@@ -120,10 +220,14 @@ def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeyp
 def test_resuming_last_takes_a_requeue_checkpoint_newer_than_last_ckpt(tiny_cifar10, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1")])
-    run = tmp_path / "logs" / "cifar10_e32" / "version_0"
-    # as if SLURM had requeued the run after last.ckpt was written (Lightning's own "last" ignores it)
-    shutil.copy(run / "checkpoints" / "last.ckpt", run / "hpc_ckpt_1.ckpt")
-    os.utime(run / "checkpoints" / "last.ckpt", (time.time() - 60,) * 2)
+    run = RunDirectory(tmp_path / "logs" / "cifar10_e32" / "version_0")
+    last = run.checkpoint_dir / "last.ckpt"
+    assert run.newest_checkpoint() == last
+    # as if SLURM had requeued the run after last.ckpt was written
+    shutil.copy(last, run.requeue_checkpoint)
+    os.utime(last, (time.time() - 60,) * 2)
+    assert run.newest_checkpoint() == run.requeue_checkpoint
     with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
-        build_cli(["fit", "--config", str(run / "config.yaml"), "--ckpt_path=last", "--trainer.max_epochs=2"])
-    assert "Restored all states from the checkpoint at logs/cifar10_e32/version_0/hpc_ckpt_1.ckpt" in caplog.text
+        build_cli(["fit", "--config", str(run.config_file), "--ckpt_path=last", "--trainer.max_epochs=2"])
+    restored = run.requeue_checkpoint.relative_to(tmp_path)  # the run's config names it from the working directory
+    assert f"Restored all states from the checkpoint at {restored}" in caplog.text

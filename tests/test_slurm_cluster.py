@@ -73,7 +73,6 @@ def test_lc_train_under_srun_is_one_ddp_run_over_both_nodes(slurm_cluster, tmp_p
 
     assert run.returncode == 0, run.stderr[-3000:] + slurm_cluster.logs()
     assert "All distributed processes registered. Starting with 2 processes" in run.stderr
-    assert run.stderr.count("SLURM auto-requeueing enabled") == 2, "a rank did not use SLURMEnvironment"
     checkpoints = list(tmp_path.glob("**/checkpoints/last.ckpt"))
     assert len(checkpoints) == 1, checkpoints  # written by rank 0 only
     assert torch.load(checkpoints[0], map_location="cpu", weights_only=False)["global_step"] == 4

@@ -1,5 +1,5 @@
-"""lc-train on SLURM: the task layout sets the trainer's, runs are named after their job, scripts/slurm/train.sbatch
-trains across nodes and requeues itself."""
+"""lc-train on SLURM: the task layout sets the trainer's, runs are named after their job, train.sbatch trains
+across nodes, and a job signalled in the middle of an epoch requeues itself and resumes with the next batch."""
 
 import subprocess
 import sys
@@ -13,9 +13,11 @@ from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_m
 from jsonargparse import Namespace
 from slurm_cluster import wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_resume import assert_same_training
 
 from lc_lightning.cli import build_cli, pin_run_directory, take_layout_from_slurm
 from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.run_directory import RunDirectory
 
 pytest_plugins = ["slurm_cluster"]
 REPO = Path(__file__).resolve().parent.parent
@@ -56,36 +58,24 @@ def tensorboard_trainer_config(save_dir: Path, version=None) -> Namespace:
     return Namespace(logger=logger, default_root_dir=None)
 
 
-def test_a_run_directory_is_fixed_before_the_run_named_after_its_slurm_job(monkeypatch, tmp_path):
+def test_a_run_directory_is_fixed_in_the_config_before_the_run_named_after_its_slurm_job(monkeypatch, tmp_path):
     for name in ("SLURM_NTASKS", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_STEP_ID"):
         monkeypatch.delenv(name, raising=False)
     runs = tmp_path / "table1" / "x"
-    for pinned in ([], ["version_0", "version_2", "slurm-7"]):
-        for name in pinned:
-            (runs / name).mkdir(parents=True)
-        trainer = tensorboard_trainer_config(tmp_path)
-        pin_run_directory(trainer)
-        expected = 3 if pinned else 0  # the next free version, as Lightning numbers them
-        assert trainer.logger.init_args.version == expected
-        assert trainer.default_root_dir == str(runs / f"version_{expected}")
+    for name in ["version_0", "version_2", "slurm-7"]:
+        (runs / name).mkdir(parents=True)
+    trainer = tensorboard_trainer_config(tmp_path)
+    assert pin_run_directory(trainer).path == runs / "version_3"  # the next free version
+    assert (trainer.logger.init_args.version, trainer.default_root_dir) == ("version_3", str(runs / "version_3"))
     as_srun_task(monkeypatch, tasks_per_node=1, nodes=1)
     monkeypatch.setenv("SLURM_JOB_ID", "123")
     trainer = tensorboard_trainer_config(tmp_path)
-    pin_run_directory(trainer)
+    assert pin_run_directory(trainer).path == runs / "slurm-123"
     assert (trainer.logger.init_args.version, trainer.default_root_dir) == ("slurm-123", str(runs / "slurm-123"))
-    monkeypatch.setenv("SLURM_STEP_ID", "2")  # a job's third srun
-    trainer = tensorboard_trainer_config(tmp_path)
-    pin_run_directory(trainer)
-    assert trainer.logger.init_args.version == "slurm-123.2"
-    monkeypatch.setenv("SLURM_STEP_ID", "0")
-    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "120")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    trainer = tensorboard_trainer_config(tmp_path)
-    pin_run_directory(trainer)
-    assert trainer.logger.init_args.version == "slurm-120_3"
-    given = tensorboard_trainer_config(tmp_path, version="mine")
-    pin_run_directory(given)
-    assert (given.logger.init_args.version, given.default_root_dir) == ("mine", str(runs / "mine"))
+    for version, directory in (("mine", "mine"), (4, "version_4")):
+        given = tensorboard_trainer_config(tmp_path, version=version)
+        assert pin_run_directory(given).path == runs / directory
+        assert (given.logger.init_args.version, given.default_root_dir) == (version, str(runs / directory))
 
 
 def fashion_mnist_args(tmp_path: Path) -> list[str]:
@@ -99,13 +89,13 @@ def fashion_mnist_args(tmp_path: Path) -> list[str]:
 
 
 def submit_train_sbatch(slurm_cluster, tmp_path, options: list[str], args: list[str]) -> subprocess.CompletedProcess:
-    """sbatch scripts/slurm/train.sbatch with ``options`` for sbatch and ``args`` for lc-train fit,
+    """sbatch lc_lightning/slurm/train.sbatch with ``options`` for sbatch and ``args`` for lc-train fit,
     on CPU (no GPU gres), in tmp_path with tests/ importable; returns sbatch's completed process."""
     env = {**slurm_cluster.ddp_env(), "PYTHONPATH": str(TESTS)}
     env["PATH"] = f"{Path(LC_TRAIN).parent}:{env['PATH']}"  # srun lc-train in the batch script
     command = [
         "sbatch", *options, "--gres=none", "--cpus-per-task=1", "--overcommit", "--time=10",
-        str(REPO / "scripts" / "slurm" / "train.sbatch"), *args,
+        str(REPO / "lc_lightning" / "slurm" / "train.sbatch"), *args,
     ]  # fmt: skip
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
@@ -163,26 +153,32 @@ def job_state(slurm_cluster, job_id: str) -> str:
 
 @pytest.mark.slow
 @needs_fashion_mnist
-def test_a_job_signalled_before_its_time_limit_checkpoints_requeues_itself_and_resumes(slurm_cluster, tmp_path):
+def test_a_job_signalled_in_the_middle_of_an_epoch_requeues_itself_and_resumes_bitwise(slurm_cluster, tmp_path):
     (tmp_path / "logs").mkdir()
-    args = [*fashion_mnist_args(tmp_path), "--data.train_subset=1024", "--trainer.max_epochs=3"]
-    job_id = submit_train_sbatch(slurm_cluster, tmp_path, ["--nodes=1", "--ntasks-per-node=1"], args).stdout.split()[-1]
-    run = tmp_path / "logs" / "table1" / "fashion_mnist_lc_frozen" / f"slurm-{job_id}"
-    output = tmp_path / "logs" / f"slurm-{job_id}.out"
-    wait_until(lambda: (run / "checkpoints" / "last.ckpt").exists(), 180, "the first epoch ends")
+    steps_per_epoch, pause_at = 1024 // 64, 20  # epoch 1, batch 4
+    pause = f"{{class_path: interruptions.PauseAtStep, init_args: {{step: {pause_at}, marker: {tmp_path / 'paused'}}}}}"
+    args = [*fashion_mnist_args(tmp_path), "--data.train_subset=1024", "--trainer.max_epochs=3",
+            "--trainer.log_every_n_steps=1"]  # fmt: skip
+    layout = ["--nodes=1", "--ntasks-per-node=1", "--export=ALL,OMP_NUM_THREADS=1"]  # the same numerics in both jobs
+    uninterrupted = submit_train_sbatch(slurm_cluster, tmp_path, layout, args).stdout.split()[-1]
+    job_id = submit_train_sbatch(slurm_cluster, tmp_path, layout, [*args, f"--trainer.callbacks+={pause}"])
+    job_id = job_id.stdout.split()[-1]
+    runs = tmp_path / "logs" / "table1" / "fashion_mnist_lc_frozen"
+    run = runs / f"slurm-{job_id}"
+    wait_until(lambda: (tmp_path / "paused").exists(), 240, f"the job reaches step {pause_at}")
     # What --signal=SIGUSR1@90 does before the time limit: signal every task of the job.
     assert slurm_cluster.run("scancel", "--signal=USR1", job_id).returncode == 0
     wait_until(lambda: job_state(slurm_cluster, job_id) == "PENDING", 60, "the job requeues itself")
     assert "Restarts=1" in slurm_cluster.run("scontrol", "show", "job", job_id).stdout
+    requeued = torch.load(run / "checkpoints" / "requeue.ckpt", weights_only=False)
+    assert requeued["global_step"] == pause_at + 1  # saved at the end of the step it was signalled in
+    assert requeued["FashionMNISTDataModule"]["train_position"] == [1, pause_at + 1 - steps_per_epoch]
     # Slurm holds a requeued job back for two minutes; start it now.
     slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-    wait_until(lambda: job_state(slurm_cluster, job_id) in ("", "COMPLETED"), 240, "the requeued job ends")
-    log = output.read_text()
-    assert "Handling auto-requeue signal" in log and "Requeued SLURM job" in log, log[-3000:]
-    requeue_checkpoint = run / "hpc_ckpt_1.ckpt"
-    assert f"Restored all states from the checkpoint at {requeue_checkpoint}" in log
-    interrupted_at = torch.load(requeue_checkpoint, weights_only=False)["global_step"]
-    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    steps_per_epoch = 1024 // 64
-    assert steps_per_epoch <= interrupted_at < 3 * steps_per_epoch  # interrupted during training
-    assert (final["epoch"], final["global_step"]) == (2, 3 * steps_per_epoch)  # as without the interruption
+    for job in (job_id, uninterrupted):
+        wait_until(lambda job=job: job_state(slurm_cluster, job) in ("", "COMPLETED"), 300, f"job {job} ends")
+    log = (tmp_path / "logs" / f"slurm-{job_id}.out").read_text()
+    assert "Received SIGUSR1" in log and f"Requeued SLURM job {job_id}" in log, log[-3000:]
+    assert f"Restored all states from the checkpoint at {run / 'checkpoints' / 'requeue.ckpt'}" in log
+    assert RunDirectory(run).status().state == "finished"
+    assert_same_training(run, runs / f"slurm-{uninterrupted}", steps=3 * steps_per_epoch)

@@ -11,7 +11,7 @@ from conftest import CONFIGS, config_args
 
 from lc_lightning.cli import FitConfigParser
 from lc_lightning.errors import InvalidArgumentError, UserInputError
-from lc_lightning.run_status import RunStatus, newest_checkpoint, write_status
+from lc_lightning.run_directory import RunDirectory, RunStatus
 from lc_lightning.sweep.cli import main as lc_sweep
 from lc_lightning.sweep.directory import open_sweep_directory, read_sweep_directory
 from lc_lightning.sweep.grid import Sweep, load_sweep
@@ -118,7 +118,7 @@ def test_a_sweep_directory_holds_each_runs_complete_config_and_the_run_list(tmp_
     sweep = tiny_sweep(tmp_path, "model.network.init_args.expansion=2,4", "trainer.max_epochs=3")
     directory = open_sweep_directory(tmp_path / "sweep", sweep)
     assert (tmp_path / "sweep" / "runs.txt").read_text() == "expansion=2\nexpansion=4\n"
-    config = yaml.safe_load((directory.run_dir(directory.runs[1]) / "config.yaml").read_text())
+    config = directory.run_dir(directory.runs[1]).config()
     assert config["model"]["network"]["init_args"]["expansion"] == 4 and config["trainer"]["max_epochs"] == 3
     assert config["trainer"]["default_root_dir"] == str(tmp_path / "sweep" / "expansion=4")
     logger = config["trainer"]["logger"]["init_args"]
@@ -153,13 +153,12 @@ def test_a_run_that_trained_keeps_its_config_the_others_take_the_grids_new_one(t
     axes = ["--axis", "model.network.init_args.expansion=2,4"]
     directory = open_sweep_directory(tmp_path / "sweep", load_sweep(None, [str(base)], axes[1::2]))
     trained, untrained = (directory.run_dir(run) for run in directory.runs)
-    write_status(trained, RunStatus("finished"))
+    trained.write_status(RunStatus("finished"))
     base.write_text(base.read_text().replace("width: 16", "width: 32"))
     reopened = open_sweep_directory(tmp_path / "sweep", load_sweep(None, [str(base)], axes[1::2]))
-    assert reopened.config_changes == {trained.name: ["model.network.init_args.width"]}
-    width = {d.name: yaml.safe_load((d / "config.yaml").read_text())["model"]["network"]["init_args"]["width"]
-             for d in (trained, untrained)}  # fmt: skip
-    assert width == {trained.name: 16, untrained.name: 32}
+    assert reopened.config_changes == {trained.path.name: ["model.network.init_args.width"]}
+    width = {d.path.name: d.config()["model"]["network"]["init_args"]["width"] for d in (trained, untrained)}
+    assert width == {trained.path.name: 16, untrained.path.name: 32}
 
 
 def test_a_config_typo_stops_the_sweep_before_anything_is_written(tmp_path, capsys):
@@ -173,16 +172,17 @@ def test_a_config_typo_stops_the_sweep_before_anything_is_written(tmp_path, caps
 
 
 def test_resuming_takes_the_newest_of_the_last_and_requeue_checkpoints(tmp_path):
-    assert newest_checkpoint(tmp_path) is None
-    (tmp_path / "checkpoints").mkdir()
-    last, requeue = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "hpc_ckpt_2.ckpt"
+    run = RunDirectory(tmp_path)
+    assert run.newest_checkpoint() is None
+    run.checkpoint_dir.mkdir()
+    last, requeue = run.checkpoint_dir / "last.ckpt", run.requeue_checkpoint
     last.touch()
     requeue.touch()
     now = time.time()
     os.utime(last, (now - 60, now - 60))
-    assert newest_checkpoint(tmp_path) == str(requeue)
+    assert run.newest_checkpoint() == requeue
     os.utime(requeue, (now - 120, now - 120))
-    assert newest_checkpoint(tmp_path) == str(last)
+    assert run.newest_checkpoint() == last
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def printed(parser: FitConfigParser, args: list[str]) -> dict:
 def grid_runs(grid: Path, tmp_path: Path, parser: FitConfigParser) -> dict[str, dict]:
     """Each run of the grid file (seed 0 only) by name, as ``printed``."""
     directory = open_sweep_directory(tmp_path / grid.stem, load_sweep(grid, [], ["seed_everything=0"]))
-    return {run.name: printed(parser, ["--config", str(directory.run_dir(run) / "config.yaml")])
+    return {run.name: printed(parser, ["--config", str(directory.run_dir(run).config_file)])
             for run in directory.runs}  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from lc_lightning.callbacks.fgsm import FGSMAccuracy
 from lc_lightning.callbacks.filters import FilterDiversity, FilterImages
 from lc_lightning.callbacks.freeze import FreezeSpatialConvs
-from lc_lightning.callbacks.status import RecordRunStatus
+from lc_lightning.callbacks.record import RecordRun
+from lc_lightning.callbacks.requeue import RequeueOnSignal
 
-__all__ = ["FGSMAccuracy", "FilterDiversity", "FilterImages", "FreezeSpatialConvs", "RecordRunStatus"]
+__all__ = ["FGSMAccuracy", "FilterDiversity", "FilterImages", "FreezeSpatialConvs", "RecordRun", "RequeueOnSignal"]

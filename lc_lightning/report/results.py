@@ -11,10 +11,9 @@ from typing import Any
 import yaml
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.report.config import config_value, read_config
-from lc_lightning.report.events import final_scalars
+from lc_lightning.report.config import config_value
 from lc_lightning.report.paper import paper_numbers
-from lc_lightning.run_status import RunStatus
+from lc_lightning.run_directory import RunDirectory, RunStatus
 from lc_lightning.sweep.directory import SweepDirectory, read_sweep_directory
 from lc_lightning.sweep.grid import SEED_AXIS, Run, axis_names, value_name
 
@@ -27,13 +26,15 @@ ACCURACIES = frozenset({"val/acc", "val/acc_top5", "val/fgsm_acc"})
 @dataclass(frozen=True)
 class RunResult:
     """One run of a sweep: its ``status`` (None: never started), its ``config`` (config.yaml, {}
-    where there is none) and the final value of each metric it logged (``scalars``)."""
+    where there is none), the final value of each metric it logged (``scalars``, from its status)
+    and the ``evaluations`` of its checkpoints (lc-train validate and test)."""
 
     run: Run
-    run_dir: Path
+    run_dir: RunDirectory
     status: RunStatus | None
     config: dict
     scalars: dict[str, float]
+    evaluations: list[RunDirectory]
 
     @property
     def state(self) -> str:
@@ -123,7 +124,7 @@ class SweepResults:
 
 
 def read_results(path: Path) -> SweepResults:
-    """Read the sweep directory ``path``: every run's status, config and final METRICS.
+    """Read the sweep directory ``path``: every run's status, config, final METRICS and evaluations.
     InvalidArgumentError where ``path`` is not a sweep directory lc-sweep wrote."""
     try:
         directory = read_sweep_directory(path)
@@ -132,8 +133,9 @@ def read_results(path: Path) -> SweepResults:
     runs = []
     for run in directory.runs:
         run_dir = directory.run_dir(run)
-        scalars = final_scalars(run_dir, METRICS)
-        runs.append(RunResult(run, run_dir, directory.status(run), read_config(run_dir), scalars))
+        status = run_dir.status()
+        scalars = {metric: value for metric, value in (status.metrics if status else {}).items() if metric in METRICS}
+        runs.append(RunResult(run, run_dir, status, run_dir.config(), scalars, run_dir.evaluations()))
     axes = [key for key in directory.sweep.varying_axes() if key != SEED_AXIS]
     groups: dict[str, Group] = {}
     for result in runs:

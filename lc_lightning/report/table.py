@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lc_lightning.report.paper import recipe_differences
 from lc_lightning.report.results import ACCURACIES, METRICS, Group, RunResult, Stats, SweepResults
+from lc_lightning.run_directory import RunDirectory
 from lc_lightning.sweep.grid import value_name
 
 NO_NUMBER = "—"
@@ -104,10 +105,29 @@ def sweep_section(results: SweepResults, plots: list[str]) -> str:
         parts.append(note)
     unfinished = [result for result in results.runs if result.state != "finished"]
     if unfinished:
-        listed = "\n".join(f"- `{r.run.name}`: {describe_state(r)} (`{r.run_dir}`)" for r in unfinished)
+        listed = "\n".join(f"- `{r.run.name}`: {describe_state(r)} (`{r.run_dir.path}`)" for r in unfinished)
         parts.append(f"### Runs not finished (left out of the table and plots)\n\n{listed}\n\n{RESUME_HINT}")
+    evaluations = [evaluation_line(result, evaluation) for result in results.runs for evaluation in result.evaluations]
+    if evaluations:
+        parts.append("### Evaluations of saved checkpoints (lc-train validate, test)\n\n" + "\n".join(evaluations))
     parts += [f"![{Path(plot).stem}]({plot})" for plot in plots]
     return "\n\n".join(parts) + "\n"
+
+
+def evaluation_line(result: RunResult, evaluation: RunDirectory) -> str:
+    """A list item for one evaluation of a run's checkpoint: its folder, the checkpoint, its state
+    and each metric of METRICS it logged (``test/...`` in place of ``val/...`` for a test)."""
+    status = evaluation.status()
+    metrics = status.metrics if status is not None else {}
+    prefix = "test/" if evaluation.path.name.startswith("test_") else "val/"
+    values = [
+        f"{name} {format_stats(Stats(metrics[name], None, 1), metric)}{' %' if metric in ACCURACIES else ''}"
+        for metric in METRICS
+        if (name := metric.replace("val/", prefix)) in metrics
+    ]
+    state = "never started" if status is None else status.state
+    checkpoint = evaluation.config().get("ckpt_path")
+    return f"- `{result.run.name}/{evaluation.path.name}` (checkpoint `{checkpoint}`): " + "; ".join([state, *values])
 
 
 def write_runs_csv(path: Path, sweeps: list[SweepResults]) -> None:

@@ -106,14 +106,15 @@ def _runs_to_train(directory: SweepDirectory, queued: dict[int, str]) -> list[in
     """The indices of the runs that are neither finished nor held by SLURM, after one line per run."""
     pending = []
     for index, run in enumerate(directory.runs):
-        status = directory.status(run)
+        run_dir = directory.run_dir(run)
+        status = run_dir.status()
         if status is not None and status.state == "finished":
             state = "finished"
         elif index in queued:
             state = f"queued or running in SLURM job {queued[index]}"
         else:
             pending.append(index)
-            state = "to resume" if directory.has_checkpoint(run) else "to start"
+            state = "to resume" if run_dir.newest_checkpoint() is not None else "to start"
             if status is not None and status.state in ("failed", "interrupted"):
                 state += f" (it {'was ' if status.state == 'interrupted' else ''}{status.state}: {status.error})"
         if run.name in directory.config_changes:

@@ -1,6 +1,5 @@
 """A sweep directory: ``sweep.yaml`` (the grid), ``runs.txt`` (run names; line i is SLURM array
-task i) and one run directory per run, ``<sweep dir>/<run name>/``, holding the run's complete
-``config.yaml``, its TensorBoard events, checkpoints and ``status.json``."""
+task i) and one run directory (lc_lightning.run_directory) per run, ``<sweep dir>/<run name>/``."""
 
 import json
 from dataclasses import dataclass, field
@@ -9,12 +8,11 @@ from pathlib import Path
 import yaml
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.run_status import RunStatus, newest_checkpoint, read_status
+from lc_lightning.run_directory import RunDirectory
 from lc_lightning.sweep.grid import Run, Sweep
 
 SWEEP_FILE = "sweep.yaml"
 RUNS_FILE = "runs.txt"
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -27,24 +25,16 @@ class SweepDirectory:
     runs: list[Run]
     config_changes: dict[str, list[str]] = field(default_factory=dict)
 
-    def run_dir(self, run: Run) -> Path:
-        return self.path / run.name
-
-    def status(self, run: Run) -> RunStatus | None:
-        """The run's status.json, None where it never started."""
-        return read_status(self.run_dir(run))
-
-    def has_checkpoint(self, run: Run) -> bool:
-        """Whether ``run`` has a checkpoint to resume from."""
-        return newest_checkpoint(self.run_dir(run)) is not None
+    def run_dir(self, run: Run) -> RunDirectory:
+        return RunDirectory(self.path / run.name)
 
     def train_arguments(self, run: Run) -> list[str]:
         """The arguments of ``lc-train fit`` that train (or resume) ``run`` from its config.yaml."""
-        return ["fit", "--config", str(self.run_dir(run) / CONFIG_FILE), "--ckpt_path", "last"]
+        return ["fit", "--config", str(self.run_dir(run).config_file), "--ckpt_path", "last"]
 
 
 def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepDirectory:
-    """Create or reopen the directory of ``sweep`` at ``path`` and write each run's config.yaml.
+    """Create or reopen the directory of ``sweep`` at ``path`` and create each run with its config.
 
     Every run's config is built as ``lc-train fit`` would build it, before anything is written:
     a bad one raises InvalidArgumentError naming the run. A run that has trained (it finished
@@ -72,10 +62,9 @@ def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepD
             config = parser.fit_config(_config_arguments(sweep, run, path))
         except InvalidArgumentError as error:
             raise InvalidArgumentError(f"run {run.name}: lc-train rejects its config: {error}") from None
-        saved = directory.run_dir(run) / CONFIG_FILE
-        status = directory.status(run)
-        if saved.is_file() and ((status is not None and status.state == "finished") or directory.has_checkpoint(run)):
-            changed = _differing_keys(yaml.safe_load(saved.read_text()), yaml.safe_load(config))
+        run_dir = directory.run_dir(run)
+        if run_dir.has_trained():
+            changed = _differing_keys(run_dir.config(), yaml.safe_load(config))
             if changed:
                 directory.config_changes[run.name] = changed
         else:
@@ -85,9 +74,9 @@ def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepD
     path.mkdir(parents=True, exist_ok=True)
     recorded.write_text(yaml.safe_dump({**sweep.record(), "runs": [run.name for run in runs]}, sort_keys=False))
     (path / RUNS_FILE).write_text("".join(f"{run.name}\n" for run in runs))
-    for name, config in configs.items():
-        (path / name).mkdir(exist_ok=True)
-        (path / name / CONFIG_FILE).write_text(config)
+    for run in runs:
+        if run.name in configs:
+            directory.run_dir(run).create(configs[run.name])
     return directory
 
 
@@ -127,19 +116,14 @@ def _definition(record: dict) -> tuple:
     return json.dumps(record["configs"]), json.dumps(record["grid"])
 
 
-# What lc-train itself writes into a run's config.yaml when the run starts (the checkpoint it
-# resumes from, the SLURM task layout).
-SET_BY_THE_RUN = {"ckpt_path", "trainer.devices", "trainer.num_nodes"}
-
-
 def _differing_keys(saved: dict, new: dict, prefix: str = "") -> list[str]:
-    """The dotted keys whose values differ between two configs, less SET_BY_THE_RUN (and a seed
-    chosen at random, ``seed_everything: true``)."""
+    """The dotted keys whose values differ between two configs (but a seed chosen at random,
+    ``seed_everything: true``)."""
     keys = []
     for key in dict.fromkeys([*saved, *new]):
         dotted = f"{prefix}{key}"
         old, value = saved.get(key), new.get(key)
-        if dotted in SET_BY_THE_RUN or (dotted == "seed_everything" and value is True):
+        if dotted == "seed_everything" and value is True:
             continue
         if isinstance(old, dict) and isinstance(value, dict):
             keys += _differing_keys(old, value, f"{dotted}.")

@@ -1,0 +1,87 @@
+"""RecordRun: a run directory's status.json follows its fit or evaluation (lc_lightning.run_directory)."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lc_lightning.run_directory import RunDirectory, RunStatus
+
+
+class RecordRun(Callback):
+    """Keep the status.json of ``run`` (a run directory, or an evaluation's) on the global-zero process.
+
+    Fit: "running" when it starts and after every epoch, "finished" when it ends normally (max_epochs,
+    max_steps, max_time or a callback's stop), "interrupted" on Ctrl-C or SIGTERM (a scheduler's
+    time limit, scancel, a requeue), "failed" with the exception otherwise. Each write keeps the
+    epoch and step reached, the number of processes and the last value of every logged scalar, on
+    top of those the run recorded before it was resumed. Validate and test: "running", then
+    "finished" with their metrics.
+
+    A start that fails before the first training step (and any failed evaluation) leaves nothing
+    behind: when ``created`` (the topmost folder this start created, see RunDirectory.create) is
+    given, the directory is removed instead of recording the failure.
+    """
+
+    def __init__(self, run: RunDirectory, created: Path | None = None) -> None:
+        self.run = run
+        self.created = created
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._write(trainer, "running")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer, "running")
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer, "finished")
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._write(trainer, "finished")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer, "finished")
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not trainer.is_global_zero:
+            return
+        never_trained = trainer.state.fn != "fit" or trainer.global_step == 0
+        if self.created is not None and never_trained:
+            self.run.discard(self.created)
+            return
+        state = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
+        message = str(exception)
+        self._write(
+            trainer, state, error=f"{type(exception).__name__}: {message}" if message else type(exception).__name__
+        )
+
+    def _write(self, trainer: Trainer, state: str, error: str | None = None) -> None:
+        if not trainer.is_global_zero:
+            return
+        before = self.run.status()
+        status = RunStatus(
+            state,
+            error=error,
+            epoch=trainer.current_epoch,
+            global_step=trainer.global_step,
+            world_size=trainer.world_size,
+            metrics=_scalars(trainer),
+        )
+        if before is not None and (before.global_step or 0) > trainer.global_step:
+            # a resumed run that failed before its checkpoint was restored: it is still where it was
+            status = replace(before, state=state, error=error)
+        elif before is not None:
+            status = replace(status, metrics={**before.metrics, **status.metrics})
+        self.run.write_status(status)
+
+
+def _scalars(trainer: Trainer) -> dict[str, float]:
+    """The last value of every scalar the module and its callbacks logged."""
+    return {
+        name: value.item()
+        for name, value in trainer.callback_metrics.items()
+        if isinstance(value, torch.Tensor) and value.numel() == 1
+    }

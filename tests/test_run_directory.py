@@ -1,0 +1,280 @@
+"""The run directory: named before the run, its config written once, its status (with the final value of
+every scalar) kept, its files readable by others, never changed by an evaluation, and nothing left behind
+by a start that failed."""
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_faults import lc_train_error, tiny_cifar_args
+
+from lc_lightning.callbacks import RecordRun
+from lc_lightning.cli import build_cli, main, with_evaluated_run_config
+from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.module import ImageClassifier
+from lc_lightning.run_directory import RunDirectory, RunStatus
+
+RUN_DIR = ("logs", "cifar10_e32", "version_0")
+ANALYSIS = str(Path(__file__).resolve().parent.parent / "configs" / "callbacks" / "analysis.yaml")
+
+
+def last_logged(run_dir: Path, tag: str) -> float:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return events.Scalars(tag)[-1].value
+
+
+def test_a_fit_that_ends_normally_is_finished_with_the_last_value_of_every_scalar(tiny_cifar10, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=2")])
+    run_dir = tmp_path.joinpath(*RUN_DIR)
+    status = RunDirectory(run_dir).status()
+    assert (status.state, status.error, status.epoch, status.global_step, status.world_size) == (
+        "finished",
+        None,
+        2,
+        10,
+        1,
+    )
+    for tag in ("val/acc", "val/loss", "val/fgsm_acc", "filters/entropy_first", "train/loss_epoch"):
+        assert status.metrics[tag] == pytest.approx(last_logged(run_dir, tag), rel=1e-6), tag
+
+
+def test_a_fit_that_raises_is_failed_with_its_error(tiny_cifar10, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    nan_network = ["--model.network=faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=7"]
+    args = [*tiny_cifar_args(tiny_cifar10[0]), *nan_network, "--trainer.max_epochs=3"]
+    args.remove("--model.network.init_args.depth=8")
+    lc_train_error(capsys, "fit", *args)
+    status = RunDirectory(tmp_path.joinpath(*RUN_DIR)).status()
+    assert status.state == "failed" and status.epoch == 1 and "val/acc" in status.metrics  # epoch 0's
+    assert status.error.startswith(
+        "TrainingDivergedError: the training loss is not finite (nan on this rank) at step 7"
+    )
+
+
+@pytest.mark.parametrize(
+    "wrong, error",
+    [("--model.network.init_args.expansion=0", "InvalidArgumentError: expansion must be an integer >= 1"),
+     ("--data.init_args.train_subset=0", "InvalidArgumentError: train_subset must be >= 1, got 0")],
+)  # fmt: skip
+def test_a_sweep_run_that_cannot_be_built_is_failed_with_its_error(
+    tiny_cifar10, tmp_path, monkeypatch, capsys, wrong, error
+):
+    monkeypatch.chdir(tmp_path)
+    run = RunDirectory(tmp_path.joinpath(*RUN_DIR))
+    run.create("seed_everything: 0\n")  # as lc-sweep creates its runs
+    args = tiny_cifar_args(tiny_cifar10[0], wrong, "--trainer.logger.init_args.version=0")
+    assert error.partition(": ")[2] in lc_train_error(capsys, "fit", *args)
+    status = run.status()
+    assert status.state == "failed" and status.error.startswith(error)
+    assert run.config_text() == "seed_everything: 0\n"
+
+
+@pytest.mark.parametrize(
+    "exception, state",
+    [(KeyboardInterrupt(), "interrupted"), (SIGTERMException(), "interrupted"),
+     (RuntimeError("CUDA out of memory"), "failed")],
+)  # fmt: skip
+def test_ctrl_c_and_sigterm_interrupt_a_run_other_exceptions_fail_it(tmp_path, exception, state):
+    trainer = SimpleNamespace(
+        is_global_zero=True, current_epoch=3, global_step=30, world_size=2, state=SimpleNamespace(fn="fit"),
+        callback_metrics={"val/acc": torch.tensor(0.5)},
+    )  # fmt: skip
+    RecordRun(RunDirectory(tmp_path)).on_exception(trainer, None, exception)
+    status = RunDirectory(tmp_path).status()
+    assert (status.state, status.epoch, status.global_step, status.world_size) == (state, 3, 30, 2)
+    assert status.error.startswith(type(exception).__name__) and status.metrics == {"val/acc": 0.5}
+    other_rank = SimpleNamespace(**{**vars(trainer), "is_global_zero": False})
+    RecordRun(RunDirectory(tmp_path / "x")).on_exception(other_rank, None, exception)
+    assert RunDirectory(tmp_path / "x").status() is None  # only the global-zero process writes
+
+
+def test_a_status_file_round_trips_and_a_garbled_one_reads_as_failed(tmp_path):
+    run = RunDirectory(tmp_path)
+    assert run.status() is None
+    run.write_status(RunStatus("running", epoch=0, global_step=0, metrics={"val/acc": 0.25}))
+    status = run.status()
+    assert (status.state, status.epoch, status.metrics) == ("running", 0, {"val/acc": 0.25})
+    assert status.updated.endswith("+00:00")
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary file left
+    (tmp_path / "status.json").write_text('{"state": "fini')
+    garbled = run.status()
+    assert garbled.state == "failed" and "unreadable" in garbled.error
+
+
+def test_new_runs_are_numbered_or_named_after_their_slurm_job(tmp_path, monkeypatch):
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_STEP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert RunDirectory.for_new_run(tmp_path / "x", under_slurm=False).path == tmp_path / "x" / "version_0"
+    for name in ("version_0", "version_2", "slurm-7", "validate_9"):
+        (tmp_path / "x" / name).mkdir(parents=True)
+    assert RunDirectory.for_new_run(tmp_path / "x", under_slurm=False).path.name == "version_3"
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    assert RunDirectory.for_new_run(tmp_path, under_slurm=True).path.name == "slurm-123"
+    monkeypatch.setenv("SLURM_STEP_ID", "2")  # a job's third srun
+    assert RunDirectory.for_new_run(tmp_path, under_slurm=True).path.name == "slurm-123.2"
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "120")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert RunDirectory.for_new_run(tmp_path, under_slurm=True).path.name == "slurm-120_3"
+
+
+def test_a_run_is_created_with_its_config_a_trained_one_keeps_it_and_a_discarded_one_leaves_nothing(tmp_path):
+    (tmp_path / "logs").mkdir()
+    run = RunDirectory(tmp_path / "logs" / "table1" / "x" / "version_0")
+    created = run.create("a: 1\n")
+    assert created == tmp_path / "logs" / "table1" and run.exists() and run.config() == {"a": 1}
+    run.create("a: 2\n")  # not trained yet: lc-sweep may give it the grid's new config
+    assert run.config_text() == "a: 2\n"
+    sibling = RunDirectory(tmp_path / "logs" / "table1" / "x" / "version_1")
+    sibling.create("b: 1\n")
+    run.discard(created)
+    assert not run.path.exists() and sibling.exists()  # what the failed start made, nothing else
+    sibling.discard(sibling.path)
+    assert sorted(p.name for p in (tmp_path / "logs" / "table1" / "x").iterdir()) == []
+    sibling.create("b: 1\n")
+    sibling.write_status(RunStatus("finished"))
+    with pytest.raises(InvalidArgumentError, match="holds a run that has trained"):
+        sibling.create("b: 2\n")
+    assert sibling.config_text() == "b: 1\n"
+    assert RunDirectory.containing(sibling.path / "checkpoints" / "last.ckpt") == sibling
+    assert RunDirectory.containing(tmp_path / "elsewhere.ckpt") is None
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_every_file_of_a_run_follows_the_umask(tiny_cifar10, tmp_path, monkeypatch, umask, mode):
+    monkeypatch.chdir(tmp_path)
+    previous = os.umask(umask)
+    try:
+        build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1")])
+        build_cli(["validate", f"--ckpt_path={tmp_path.joinpath(*RUN_DIR, 'checkpoints', 'last.ckpt')}"])
+    finally:
+        os.umask(previous)
+    files = [path for path in tmp_path.joinpath(*RUN_DIR).rglob("*") if path.is_file()]
+    assert {"status.json", "config.yaml", "last.ckpt", "hparams.yaml"} <= {path.name for path in files}
+    assert {path.relative_to(tmp_path): stat.S_IMODE(path.stat().st_mode) for path in files} == {
+        path.relative_to(tmp_path): mode for path in files
+    }
+
+
+def record_hashes(run_dir: Path) -> dict[str, str]:
+    """The hash of every file of the run's own record (its evaluations' folders left out)."""
+    return {
+        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file() and not path.relative_to(run_dir).parts[0].startswith(("validate_", "test_"))
+    }
+
+
+def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(tiny_cifar10, tmp_path, monkeypatch):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    overrides = ["--model.network.init_args.expansion=2", "--data.train_subset=24", "--data.val_subset=6"]
+    build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=2", "--trainer.callbacks=null", *overrides)])
+    run = RunDirectory(tmp_path.joinpath(*RUN_DIR))
+    before = record_hashes(run.path)
+    assert {"config.yaml", "hparams.yaml", "status.json", "checkpoints/last.ckpt"} <= set(before)
+    ckpt = str(run.checkpoint_dir / "last.ckpt")
+    # the checkpoint alone: the run's own config (expansion 2, 6 validation images), its val/acc
+    alone = build_cli(["validate", f"--ckpt_path={ckpt}"])
+    assert alone.trainer.callback_metrics["val/acc"].item() == run.status().metrics["val/acc"]
+    assert len(alone.datamodule.val_set[1]) == 6  # the device loader's (images, labels)
+    # extra configs and options on top: the analysis callbacks, another subset, the test split
+    build_cli(["validate", f"--ckpt_path={ckpt}", "--trainer.callbacks", ANALYSIS, "--data.val_subset=4"])
+    build_cli(["test", f"--ckpt_path={ckpt}", "--config", ANALYSIS.replace("callbacks/analysis", "trainer/cpu")])
+    assert record_hashes(run.path) == before
+    evaluations = run.evaluations()
+    assert [evaluation.path.name for evaluation in evaluations] == ["validate_0", "validate_1", "test_0"]
+    first, second, test = (evaluation.status() for evaluation in evaluations)
+    assert first.state == second.state == test.state == "finished"
+    assert first.metrics["val/acc"] == run.status().metrics["val/acc"] and "val/fgsm_acc" not in first.metrics
+    assert "val/fgsm_acc" in second.metrics and "test/acc" in test.metrics
+    assert evaluations[1].config()["data"]["init_args"]["val_subset"] == 4
+    assert evaluations[1].config()["ckpt_path"] == ckpt
+    assert list(evaluations[1].path.glob("events.out.tfevents.*"))  # its TensorBoard events are its own
+
+
+def test_load_from_checkpoint_gives_the_trained_modules_logits(tiny_cifar10, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null")])
+    trained = cli.model.eval()
+    loaded = ImageClassifier.load_from_checkpoint(tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")).eval()
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), trained(images))
+    assert loaded.hparams.network.keywords["expansion"] == 32
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Every file and folder under ``path``, with the hash of each file."""
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def fails(args: list[str]) -> bool:
+    """Whether ``lc-train ARGS`` fails, with a non-zero exit status or an exception."""
+    try:
+        main(args)
+    except SystemExit as exit_info:
+        return exit_info.code not in (0, None)
+    except Exception:  # noqa: BLE001 - what fails this way is issue enough here; its message is tested elsewhere
+        return True
+    return False
+
+
+def test_starts_that_fail_leave_logs_as_they_were(tiny_cifar10, tmp_path, monkeypatch, capsys):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=1", "--trainer.callbacks=null")])
+    ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
+    (tmp_path / "torn.ckpt").write_bytes(ckpt.read_bytes()[:1000])
+    before = tree(tmp_path / "logs")
+    fashion_mnist = "--data=lc_lightning.data.FashionMNISTDataModule"
+    failing = {
+        "an unknown key": ["fit", *tiny_cifar_args(root), "--model.expansoin=8"],
+        "a model that cannot be built": ["fit", *tiny_cifar_args(root), "--model.network.init_args.expansion=0"],
+        "a learning rate torch.optim refuses": ["fit", *tiny_cifar_args(root), "--model.lr=-0.1"],
+        "a missing dataset": ["fit", *tiny_cifar_args(tmp_path / "nowhere")],
+        "a failed download": ["fit", *tiny_cifar_args(tmp_path / "empty"), "--data.download=true"],
+        "a torn checkpoint": ["validate", f"--ckpt_path={tmp_path / 'torn.ckpt'}", *tiny_cifar_args(root)],
+        "another dataset's model": ["validate", f"--ckpt_path={ckpt}", fashion_mnist],
+    }
+    for what, args in failing.items():
+        assert fails(args), what
+        assert tree(tmp_path / "logs") == before, what
+    capsys.readouterr()
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_config_it_was_trained_with(
+    tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null")])
+    ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
+    err = lc_train_error(capsys, "validate", f"--ckpt_path={ckpt}", "--data=lc_lightning.data.FashionMNISTDataModule")
+    config = tmp_path.joinpath(*RUN_DIR, "config.yaml")
+    assert f"checkpoint {ckpt} does not fit the model this config builds (" in err
+    assert f"It was trained with {config}: validate it with --ckpt_path alone" in err
+    assert err.count("\n") == 1
+
+
+def test_an_evaluation_starts_from_the_runs_config_on_this_machines_devices(tmp_path):
+    run = RunDirectory(tmp_path / "version_0")
+    run.create("trainer: {devices: 4, num_nodes: 2}\n")  # trained on two nodes of 4 GPUs
+    ckpt = str(run.checkpoint_dir / "last.ckpt")
+    own = ["--config", str(run.config_file), "--trainer.devices=auto", "--trainer.num_nodes=1"]
+    assert with_evaluated_run_config(["test", "--ckpt_path", ckpt, "--trainer.devices=1"]) == [
+        "test", *own, "--ckpt_path", ckpt, "--trainer.devices=1",
+    ]  # fmt: skip
+    assert with_evaluated_run_config(["validate", f"--ckpt_path={ckpt}"]) == ["validate", *own, f"--ckpt_path={ckpt}"]
+    assert with_evaluated_run_config(["fit", f"--ckpt_path={ckpt}"]) is None
+    assert with_evaluated_run_config(["validate", f"--ckpt_path={tmp_path / 'elsewhere.ckpt'}"]) is None
