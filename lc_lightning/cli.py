@@ -131,6 +131,16 @@ class LCTrainCLI(LightningCLI):
     def before_test(self) -> None:
         self._start_evaluation()
 
+    def after_validate(self) -> None:
+        self._say_where_the_evaluation_is()
+
+    def after_test(self) -> None:
+        self._say_where_the_evaluation_is()
+
+    def _say_where_the_evaluation_is(self) -> None:
+        if self.run is not None and self.trainer.is_global_zero:
+            print(f"lc-train: {self.subcommand} results in {self.run.path} (status.json, TensorBoard events)")
+
     def _start_evaluation(self) -> None:
         """Check the checkpoint fits the model, then create the evaluation's directory with its config."""
         # the always-on ModelCheckpoint saves nothing in an evaluation; its restored state does not matter
@@ -241,7 +251,7 @@ def pin_run_directory(trainer) -> RunDirectory | None:
         run = RunDirectory.for_new_run(root, under_slurm=SLURMEnvironment.detect())
         args.version = run.path.name
     else:
-        run = RunDirectory(root / (args.version if isinstance(args.version, str) else f"version_{args.version}"))
+        run = RunDirectory.of_version(root, args.version)
     if trainer.default_root_dir is None:
         trainer.default_root_dir = str(run.path)
     return run

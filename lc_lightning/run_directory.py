@@ -92,6 +92,12 @@ class RunDirectory:
         return cls(Path(root) / f"version_{_next_number(Path(root), 'version_')}")
 
     @classmethod
+    def of_version(cls, root: Path, version: str | int) -> "RunDirectory":
+        """The directory of the run logged under ``root`` as ``version``: a name, or a number n for
+        ``version_<n>`` (as TensorBoard numbers them)."""
+        return cls(Path(root) / (version if isinstance(version, str) else f"version_{version}"))
+
+    @classmethod
     def containing(cls, checkpoint: Path) -> "RunDirectory | None":
         """The run whose checkpoint ``checkpoint`` is (it lies in the run's checkpoints/ folder or in
         the run directory itself), or None for a checkpoint outside any run directory."""

@@ -173,7 +173,9 @@ def record_hashes(run_dir: Path) -> dict[str, str]:
     }
 
 
-def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(tiny_cifar10, tmp_path, monkeypatch):
+def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(
+    tiny_cifar10, tmp_path, monkeypatch, capsys
+):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
     overrides = ["--model.network.init_args.expansion=2", "--data.train_subset=24", "--data.val_subset=6"]
@@ -199,6 +201,9 @@ def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(ti
     assert evaluations[1].config()["data"]["init_args"]["val_subset"] == 4
     assert evaluations[1].config()["ckpt_path"] == ckpt
     assert list(evaluations[1].path.glob("events.out.tfevents.*"))  # its TensorBoard events are its own
+    out = capsys.readouterr().out
+    assert f"lc-train: validate results in {evaluations[0].path} (" in out
+    assert f"lc-train: test results in {evaluations[2].path} (" in out
 
 
 def test_load_from_checkpoint_gives_the_trained_modules_logits(tiny_cifar10, tmp_path, monkeypatch):
