@@ -147,8 +147,24 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
 
 
 def job_state(slurm_cluster, job_id: str) -> str:
-    """The job's state as squeue prints it (PENDING, RUNNING, ...), or "" once it has left the queue."""
-    return slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip()
+    """The job's state as squeue prints it (PENDING, RUNNING, ...), "" once it has left the queue,
+    "unknown" where squeue failed (a busy controller)."""
+    listing = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T")
+    return listing.stdout.strip() if listing.returncode == 0 else "unknown"
+
+
+def start_requeued_job_now(slurm_cluster, job_id: str) -> None:
+    """Start a requeued job at once rather than after the two minutes Slurm holds it back. Started in
+    the instant its old incarnation ended, the node refused it ("Job credential revoked"): first wait
+    until the old steps are gone, and a moment more."""
+
+    def steps() -> str | None:
+        listing = slurm_cluster.run("squeue", "-h", "-s", "-j", job_id, "-o", "%i")
+        return listing.stdout.strip() if listing.returncode == 0 else None
+
+    wait_until(lambda: steps() == "", 60, "the old job's steps end")
+    time.sleep(2)
+    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 
 @pytest.mark.slow
@@ -173,8 +189,7 @@ def test_a_job_signalled_in_the_middle_of_an_epoch_requeues_itself_and_resumes_b
     requeued = torch.load(run / "checkpoints" / "requeue.ckpt", weights_only=False)
     assert requeued["global_step"] == pause_at + 1  # saved at the end of the step it was signalled in
     assert requeued["FashionMNISTDataModule"]["train_position"] == [1, pause_at + 1 - steps_per_epoch]
-    # Slurm holds a requeued job back for two minutes; start it now.
-    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    start_requeued_job_now(slurm_cluster, job_id)
     for job in (job_id, uninterrupted):
         wait_until(lambda job=job: job_state(slurm_cluster, job) in ("", "COMPLETED"), 300, f"job {job} ends")
     log = (tmp_path / "logs" / f"slurm-{job_id}.out").read_text()
