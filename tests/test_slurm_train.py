@@ -174,7 +174,7 @@ def test_a_job_signalled_in_the_middle_of_an_epoch_requeues_itself_and_resumes_b
     steps_per_epoch, pause_at = 1024 // 64, 20  # epoch 1, batch 4
     pause = f"{{class_path: interruptions.PauseAtStep, init_args: {{step: {pause_at}, marker: {tmp_path / 'paused'}}}}}"
     args = [*fashion_mnist_args(tmp_path), "--data.train_subset=1024", "--trainer.max_epochs=3",
-            "--trainer.log_every_n_steps=1"]  # fmt: skip
+            "--trainer.log_every_n_steps=1", "--model.network.init_args.depth=8"]  # fmt: skip
     layout = ["--nodes=1", "--ntasks-per-node=1", "--export=ALL,OMP_NUM_THREADS=1"]  # the same numerics in both jobs
     uninterrupted = submit_train_sbatch(slurm_cluster, tmp_path, layout, args).stdout.split()[-1]
     job_id = submit_train_sbatch(slurm_cluster, tmp_path, layout, [*args, f"--trainer.callbacks+={pause}"])
