@@ -150,7 +150,9 @@ def job_state(slurm_cluster, job_id: str) -> str:
     """The job's state as squeue prints it (PENDING, RUNNING, ...), "" once it has left the queue,
     "unknown" where squeue failed (a busy controller)."""
     listing = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T")
-    return listing.stdout.strip() if listing.returncode == 0 else "unknown"
+    if listing.returncode == 0 or "Invalid job id" in listing.stderr:  # a job long gone is an invalid id
+        return listing.stdout.strip()
+    return "unknown"
 
 
 def start_requeued_job_now(slurm_cluster, job_id: str) -> None:
