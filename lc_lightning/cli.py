@@ -24,7 +24,7 @@ from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.data import ImageDataModule
 from lc_lightning.errors import CheckpointError, InvalidArgumentError, UserInputError
 from lc_lightning.module import ImageClassifier
-from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, RunStatus
+from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, RunStatus, describe_error
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
@@ -86,10 +86,8 @@ class LCTrainCLI(LightningCLI):
             reported = cause or error
             # recorded where the run exists (a sweep's run, a resumed run); a new run leaves nothing behind
             if self.subcommand == "fit" and self.run is not None and self.run.exists() and rank_zero_only.rank == 0:
-                error_text = f"{type(reported).__name__}: {reported}"
-                self.run.write_status(
-                    replace(self.run.status() or RunStatus("failed"), state="failed", error=error_text)
-                )
+                failed = replace(self.run.status() or RunStatus("failed"), state="failed")
+                self.run.write_status(replace(failed, error=describe_error(reported)))
             if cause is not None:
                 raise cause from None
             raise

@@ -83,10 +83,7 @@ class RunDirectory:
         and later srun steps add ``.<step>``), which a requeued job finds again; otherwise the next
         free ``version_<n>``."""
         if under_slurm:
-            if "SLURM_ARRAY_JOB_ID" in os.environ:
-                name = f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-            else:
-                name = f"slurm-{os.environ['SLURM_JOB_ID']}"
+            name = f"slurm-{slurm_job_id()}"
             step = os.environ.get("SLURM_STEP_ID", "0")  # a requeued job numbers its steps from 0 again
             return cls(Path(root) / (name if step == "0" else f"{name}.{step}"))
         return cls(Path(root) / f"version_{_next_number(Path(root), 'version_')}")
@@ -213,6 +210,19 @@ class RunDirectory:
             f"{self.path} already holds the checkpoints of a run. Resume it with --ckpt_path last, or start a new "
             f"run in a new directory with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
         )
+
+
+def slurm_job_id() -> str:
+    """This SLURM job's id as squeue and scontrol name it: ``<array job>_<task>`` for an array task."""
+    if "SLURM_ARRAY_JOB_ID" in os.environ:
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ["SLURM_JOB_ID"]
+
+
+def describe_error(error: BaseException) -> str:
+    """An error as status.json records it: "<type>: <message>", the type alone without a message."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:

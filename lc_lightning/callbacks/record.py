@@ -7,7 +7,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lc_lightning.run_directory import RunDirectory, RunStatus
+from lc_lightning.run_directory import RunDirectory, RunStatus, describe_error
 
 
 class RecordRun(Callback):
@@ -53,10 +53,7 @@ class RecordRun(Callback):
             self.run.discard(self.created)
             return
         state = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
-        message = str(exception)
-        self._write(
-            trainer, state, error=f"{type(exception).__name__}: {message}" if message else type(exception).__name__
-        )
+        self._write(trainer, state, error=describe_error(exception))
 
     def _write(self, trainer: Trainer, state: str, error: str | None = None) -> None:
         if not trainer.is_global_zero:

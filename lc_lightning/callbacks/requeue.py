@@ -1,7 +1,6 @@
 """RequeueOnSignal: a SLURM job about to reach its time limit saves its state at a step boundary,
 requeues itself and resumes there, at the next batch."""
 
-import os
 import signal
 import subprocess
 import threading
@@ -10,6 +9,8 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lc_lightning.run_directory import slurm_job_id
 
 
 class Requeued(SIGTERMException):
@@ -78,10 +79,7 @@ class RequeueOnSignal(Callback):
 def _requeue_job() -> None:
     """Ask SLURM to requeue this job (this array task). A failure is logged; the run stops all the
     same, and resumes when the job is submitted again."""
-    if "SLURM_ARRAY_JOB_ID" in os.environ:
-        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    else:
-        job = os.environ["SLURM_JOB_ID"]
+    job = slurm_job_id()
     try:
         result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
