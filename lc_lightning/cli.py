@@ -4,7 +4,7 @@ import importlib
 import os
 import sys
 import warnings
-from argparse import ArgumentError
+from argparse import ArgumentError, ArgumentParser, _SubParsersAction
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,9 +18,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lc_lightning import data, models
+from lc_lightning.argument_errors import check_config_files, class_parameters, explain
 from lc_lightning.callbacks.record import RecordRun
 from lc_lightning.callbacks.requeue import RequeueOnSignal
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
+from lc_lightning.cli_help import short_help
 from lc_lightning.data import ImageDataModule
 from lc_lightning.errors import CheckpointError, InvalidArgumentError, UserInputError
 from lc_lightning.module import ImageClassifier
@@ -28,6 +31,11 @@ from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, RunStatu
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
+# The classes a key of the config usually takes, for "did you mean" on a misspelt class or argument
+KNOWN_CLASSES = {
+    "model.network": [f"lc_lightning.models.{name}" for name in models.__all__],
+    "data": [f"lc_lightning.data.{name}" for name in data.__all__ if name != "ImageDataModule"],
+}
 # --ckpt_path values that name no file
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
 # Our DataModules save where the training loader stands in its epoch (ImageDataModule.state_dict),
@@ -54,14 +62,23 @@ class LCTrainCLI(LightningCLI):
     """The directory of this fit, or of this evaluation; None with another logger."""
     _checkpoint: dict | None = None  # the --ckpt_path checkpoint, memory-mapped, until it is checked
 
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        # a parse error raises ArgumentError, which parse_arguments turns into one line
+        return super().init_parser(**{"exit_on_error": False, **kwargs})
+
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         with_run = None
         if args is None or isinstance(args, list):
-            with_run = with_evaluated_run_config(sys.argv[1:] if args is None else args)
-        with warnings.catch_warnings():
-            # the command line itself, when lc-train put the run's config into it
-            warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
-            super().parse_arguments(parser, args if with_run is None else with_run)
+            command_line = sys.argv[1:] if args is None else args
+            check_config_files(command_line)
+            with_run = with_evaluated_run_config(command_line)
+        try:
+            with warnings.catch_warnings():
+                # the command line itself, when lc-train put the run's config into it
+                warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
+                super().parse_arguments(parser, args if with_run is None else with_run)
+        except ArgumentError as error:
+            raise InvalidArgumentError(explain_parse_error(error, parser)) from None
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path not in CHECKPOINT_KEYWORDS:
@@ -324,6 +341,26 @@ def checkpoint_mismatch(model: dict, checkpoint: dict) -> str | None:
     return "; ".join(problems[:2]) + more
 
 
+def explain_parse_error(error: ArgumentError, parser: LightningArgumentParser) -> str:
+    """The one-line message for a parse ``error`` of ``parser`` (lc_lightning.argument_errors.explain),
+    with every option of its subcommands and of the networks and DataModules of lc-lightning as
+    the candidates of "did you mean"."""
+    options = accepted_options(parser)
+    for key, class_paths in KNOWN_CLASSES.items():
+        options += [f"{key}.init_args.{name}" for path in class_paths for name in class_parameters(path)]
+    return explain(str(error), options, KNOWN_CLASSES)
+
+
+def accepted_options(parser: ArgumentParser) -> list[str]:
+    """The dotted keys of every ``--option`` of ``parser`` and of its subcommands' parsers."""
+    keys = []
+    for action in parser._actions:
+        if isinstance(action, _SubParsersAction):
+            keys += [key for subparser in action.choices.values() for key in accepted_options(subparser)]
+        keys += [option[2:] for option in action.option_strings if option.startswith("--")]
+    return keys
+
+
 def _tensorboard_args(trainer) -> Namespace | None:
     """The init_args of the trainer config's logger if it is a TensorBoardLogger, else None."""
     logger = trainer.logger
@@ -377,10 +414,11 @@ class FitConfigParser(LCTrainCLI):
         ``config.yaml`` (YAML, defaults filled in, nested config files inlined), built without
         instantiating anything (~0.05 s). A config ``lc-train`` would reject raises
         InvalidArgumentError with the parser's message."""
+        check_config_files(args)
         try:
             config = self.parser.parse_args(args)
         except ArgumentError as error:
-            raise InvalidArgumentError(str(error)) from None
+            raise InvalidArgumentError(explain_parse_error(error, self.parser)) from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # skip_none, as Lightning's SaveConfigCallback
             return self.parser.dump(config, skip_none=False)
@@ -402,11 +440,18 @@ class FitConfigParser(LCTrainCLI):
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lc-train``.
 
-    Errors in the user's input (UserInputError) end the process with their message on
-    stderr and exit status 2, without a traceback.
+    ``lc-train <subcommand> --help`` prints the short help (lc_lightning.cli_help),
+    ``--help-all`` LightningCLI's complete one. Errors in the user's input (UserInputError)
+    end the process with their message on stderr and exit status 2, without a traceback.
     """
+    command_line = sys.argv[1:] if args is None else list(args)
+    if command_line[:1] and command_line[0] in ("fit", *EVALUATION_STAGES):
+        if "--help" in command_line or "-h" in command_line:
+            print(short_help(command_line[0], TRAINER_DEFAULTS), end="")
+            return
+        command_line = ["--help" if arg == "--help-all" else arg for arg in command_line]
     try:
-        build_cli(args)
+        build_cli(command_line)
     except UserInputError as error:
         print(f"lc-train: error: {_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -9,6 +9,10 @@ class DatasetNotFoundError(UserInputError, FileNotFoundError):
     """A dataset is not where the configuration says; the message names the path and the fix."""
 
 
+class DownloadError(UserInputError):
+    """A dataset could not be downloaded; the message says which files to put where instead."""
+
+
 class InvalidArgumentError(UserInputError, ValueError):
     """An argument outside its valid range (an expansion of 0, an unknown init name...)."""
 

@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 
 import torch
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt, restricted_number_type
 from lightning import LightningModule
 from torch import nn
 from torch.nn import functional as F
@@ -11,6 +12,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError, TrainingDivergedError
 from lc_lightning.nn import LCConv2d
+
+# The ranges lc-train checks while it parses: lr > 0, weight decay >= 0, momentum and label smoothing in [0, 1)
+UnitIntervalFromZero = restricted_number_type("UnitIntervalFromZero", float, [(">=", 0), ("<", 1)])
 
 NetworkFactory = Callable[[int, int], nn.Module]
 """Builds the network as ``factory(num_classes, in_channels)``, e.g. a network class."""
@@ -37,19 +41,22 @@ class ImageClassifier(LightningModule):
             with its other arguments bound (in a config: ``class_path`` + ``init_args``).
         num_classes, in_channels, mean, std: from the DataModule (the CLI links them).
         freeze_spatial: keep every spatial filter frozen at its random init ("frozen random").
-        lr: peak learning rate. momentum, nesterov, weight_decay: SGD's.
+        lr: peak learning rate (> 0).
+        momentum: SGD's momentum, in [0, 1).
+        nesterov: use Nesterov momentum.
+        weight_decay: SGD's weight decay (>= 0), on the trainable parameters.
         lr_reference_batch: if set, ``lr`` is the learning rate for a global batch of this
             many images and is scaled linearly to the actual global batch (batch size per
             process x processes x gradient accumulation), so one config fits any number of
             GPUs and nodes. ``None``: ``lr`` is used as it is.
-        label_smoothing: of the cross-entropy loss.
+        label_smoothing: of the cross-entropy loss, in [0, 1).
         channels_last: keep the network's weights and its inputs in the channels-last memory
-            format (NHWC): 13-41 % more images/s on CPU in ``benchmarks/train_throughput.py``,
-            and the layout GPU convolutions in bf16 run fastest in. The same results up to
+            format (NHWC), which ``benchmarks/train_throughput.py`` measured faster on CPU and
+            which GPU convolutions in bf16 run fastest in. The same results up to
             floating-point rounding (other kernels).
         compile: compile the network with ``torch.compile`` (in place, so checkpoints keep
             their parameter names); the first steps take longer while it compiles. Off by
-            default: on CPU it changed images/s by -7 to +23 %, and less with channels_last.
+            default (see ``benchmarks/train_throughput.py`` for what it gains).
     """
 
     def __init__(
@@ -60,12 +67,12 @@ class ImageClassifier(LightningModule):
         mean: Sequence[float],
         std: Sequence[float],
         freeze_spatial: bool = False,
-        lr: float = 0.01,
-        momentum: float = 0.9,
+        lr: PositiveFloat = 0.01,
+        momentum: UnitIntervalFromZero = 0.9,
         nesterov: bool = True,
-        weight_decay: float = 0.01,
-        lr_reference_batch: int | None = None,
-        label_smoothing: float = 0.1,
+        weight_decay: NonNegativeFloat = 0.01,
+        lr_reference_batch: PositiveInt | None = None,
+        label_smoothing: UnitIntervalFromZero = 0.1,
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
@@ -74,8 +81,10 @@ class ImageClassifier(LightningModule):
             raise InvalidArgumentError(
                 f"mean and std need {in_channels} values (one per channel), got {mean} and {std}"
             )
-        if lr_reference_batch is not None and lr_reference_batch < 1:
-            raise InvalidArgumentError(f"lr_reference_batch must be >= 1, got {lr_reference_batch}")
+        # plain numbers in the checkpoint's hyperparameters, not the parser's range-checked subclasses
+        lr, momentum = float(lr), float(momentum)
+        weight_decay, label_smoothing = float(weight_decay), float(label_smoothing)
+        lr_reference_batch = None if lr_reference_batch is None else int(lr_reference_batch)
         self.save_hyperparameters()
         self.network = network(num_classes, in_channels)
         if channels_last:

@@ -12,7 +12,7 @@ from torchvision import transforms
 from lc_lightning.data.device import DeviceLoader
 from lc_lightning.data.seeded import EpochSampler, ResumableDataLoader, SeededAugmentation
 from lc_lightning.distributed import fail_on_every_rank
-from lc_lightning.errors import DatasetNotFoundError, InvalidArgumentError
+from lc_lightning.errors import DatasetNotFoundError, DownloadError, InvalidArgumentError, UserInputError
 
 
 class ImageDataModule(LightningDataModule):
@@ -87,6 +87,11 @@ class ImageDataModule(LightningDataModule):
         """Download both splits into ``data_dir`` unless they are already there."""
         raise NotImplementedError
 
+    def download_sources(self) -> tuple[Path, list[str]]:
+        """Where ``download_dataset`` puts its files and the URLs it downloads them from, for
+        the user to fetch by hand where the download fails."""
+        raise NotImplementedError
+
     def base_transforms(self) -> list:
         """The deterministic PIL transforms every image goes through first (none by default)."""
         return []
@@ -105,8 +110,22 @@ class ImageDataModule(LightningDataModule):
         return transforms.Compose([*self.base_transforms(), transforms.ToTensor()])
 
     def prepare_data(self) -> None:
-        if self.download:
+        """Download the dataset if asked to; DownloadError with the URLs, the files and the
+        directory they go into where that fails (offline, say)."""
+        if not self.download:
+            return
+        try:
             self.download_dataset()
+        except UserInputError:
+            raise
+        except (OSError, RuntimeError) as error:  # urllib's URLError is an OSError; torchvision raises RuntimeError
+            directory, urls = self.download_sources()
+            files = ", ".join(url.rpartition("/")[2] for url in urls)
+            reason = getattr(error, "reason", None) or error
+            raise DownloadError(
+                f"{type(self).__name__}: the download failed ({reason}). Put {files} into "
+                f"{directory.resolve()} and pass --data.download=false\n  download: {' '.join(urls)}"
+            ) from error
 
     def setup(self, stage: str) -> None:
         """Read the splits ``stage`` needs. Under DDP a dataset that cannot be read on one

@@ -26,6 +26,9 @@ class CIFAR10DataModule(ImageDataModule):
         for train in (True, False):
             self.dataset_class(self.data_dir, train=train, download=True)
 
+    def download_sources(self) -> tuple[Path, list[str]]:
+        return Path(self.data_dir), [self.dataset_class.url]
+
     def make_dataset(self, train: bool, transform):
         try:
             return self.dataset_class(self.data_dir, train=train, transform=transform)

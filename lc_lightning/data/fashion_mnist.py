@@ -73,6 +73,10 @@ class FashionMNISTDataModule(ImageDataModule):
             for train in (True, False):
                 datasets.FashionMNIST(self.data_dir, train=train, download=True)
 
+    def download_sources(self) -> tuple[Path, list[str]]:
+        mirror = datasets.FashionMNIST.mirrors[0]
+        return Path(self.data_dir) / "FashionMNIST" / "raw", [f"{mirror}{name}.gz" for name in FILES]
+
     def make_dataset(self, train: bool, transform):
         root = self._root()
         if root is None:

@@ -39,6 +39,10 @@ class SVHNDataModule(ImageDataModule):
         for split in self._splits(True) + self._splits(False):
             datasets.SVHN(self.data_dir, split=split, download=True)
 
+    def download_sources(self) -> tuple[Path, list[str]]:
+        splits = self._splits(True) + self._splits(False)
+        return Path(self.data_dir), [datasets.SVHN.split_list[split][0] for split in splits]
+
     def make_dataset(self, train: bool, transform):
         parts = []
         for split in self._splits(train):

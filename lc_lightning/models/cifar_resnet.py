@@ -33,14 +33,17 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet-D-W for 32x32-sized inputs; with ``expansion=E`` it is ResNet-LC-D-WxE.
 
-    ``depth`` D = 6n + 2 gives n basic blocks in each of three stages of widths W, 2W, 4W
-    (stride 2 at the start of stages 2 and 3), after a k x k stem conv; then global average
-    pooling and a linear head. ``kernel_size`` k (odd) is used by every spatial conv, with
-    padding k // 2. ``expansion=None`` keeps plain convolutions (the baseline); an integer
-    E >= 1 turns every spatial conv, the stem included, into an LC-Block of expansion E.
-    ``init`` names the random init of the spatial filters in both cases (see
-    ``lc_lightning.nn.init_spatial_``). Inputs are normalised images; the network knows
-    nothing of training.
+    Three stages of basic blocks of widths W, 2W, 4W (stride 2 at the start of stages 2 and 3)
+    after a k x k stem conv, then global average pooling and a linear head. Inputs are
+    normalised images; the network knows nothing of training.
+
+    Args:
+        depth: D = 6n + 2 (8, 14, 20, 32, ...): n basic blocks per stage.
+        width: W, the channels of the first stage.
+        kernel_size: k (odd), of every spatial conv, with padding k // 2.
+        expansion: E >= 1 turns every spatial conv, the stem included, into an LC-Block of E
+            random filters per output channel; None keeps plain convolutions (the baseline).
+        init: the random init of the spatial filters (see ``lc_lightning.nn.init_spatial_``).
     """
 
     def __init__(

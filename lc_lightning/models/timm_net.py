@@ -38,6 +38,12 @@ class TimmNet(nn.Module):
     ImageNet stem is kept, so the downsampling by 32 of a ResNet leaves 1 x 1 feature maps at
     32 x 32 (the paper's Figure 1 trains these models on CIFAR-10 this way).
 
+    Args:
+        name: the timm architecture (``timm.list_models()``), e.g. resnet18d or resnet50.
+        expansion: E >= 1 makes every dense spatial conv an LC-Block of E random filters per
+            output channel; None keeps plain convolutions (the baseline).
+        init: the random init of every spatial filter (see ``lc_lightning.nn.init_spatial_``).
+
     Raises InvalidArgumentError for an unknown model name (suggesting close matches), an
     invalid expansion or init, and, with ``expansion`` set, for a model whose dense spatial
     convs are nn.Conv2d subclasses with their own forward (e.g. ``Conv2dSame`` in the ``tf_*``

@@ -1,0 +1,171 @@
+"""One-line messages for what lc-train's parser rejects: unknown options and class names with
+"did you mean", values outside their choices or range, missing and malformed config files.
+
+jsonargparse reports these as multi-line texts (nested "Parser key" blocks, Union alternatives);
+``explain`` condenses such a text into the one line that names the option and what to do.
+"""
+
+import difflib
+import importlib
+import inspect
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import yaml
+from torch import nn
+
+from lc_lightning.errors import InvalidArgumentError
+
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+_CLASS_PATH = re.compile(r"class_path[=:]? ?'([\w.]+)'")
+_NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
+_LITERAL = re.compile(r"Literal\[([^\]]*)\]")
+_GOT_VALUE = re.compile(r"(?:Got|Given) value: ([^\n]*?)(?:\. Got value:|$)", re.MULTILINE)
+_RESTRICTION = re.compile(r"Not of type \w+: (\S+) does not conform to restriction (.+)")
+_EXPECTED_TYPE = re.compile(r"Expected a <class '(\w+)'>\. Got value: (\S+)")
+_NOT_A_NUMBER = re.compile(r"could not convert string to (\w+): '([^']*)'")
+_MISSING_FILE = re.compile(r"File does not exist: '([^']+)'")
+_NO_CLASS = re.compile(r"Expected a dot import path string: (\S+)")
+_INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence[str]]) -> str:
+    """The one-line form of a parser error ``message``.
+
+    ``options`` are the dotted keys the command accepts (``model.lr``, ``trainer.max_epochs``,
+    ``model.network.init_args.expansion``...), for "did you mean" on unknown options;
+    ``classes`` maps a key to the import paths of the classes it usually takes
+    (``model.network`` -> ``lc_lightning.models.CifarResNet``...), for unknown class names.
+    A message of no known form comes back with its lines joined.
+    """
+    options = list(options)
+    if message.startswith("unrecognized arguments:"):
+        unknown = [arg.split("=")[0] for arg in message.split(":", 1)[1].split() if arg.startswith("-")]
+        if unknown:
+            return _unknown_option(unknown[0].lstrip("-"), options)
+    if choice := _INVALID_CHOICE.search(message):
+        name, value, choices = choice.groups()
+        valid = [option.strip(" '") for option in choices.split(",")]
+        return f"unknown {name} {value!r}{_did_you_mean(value, valid)} (choose from {', '.join(valid)})"
+    if message.startswith("Problems parsing config"):
+        return "cannot read a config: " + _joined(message.split(":", 1)[1])
+    keys = _PARSER_KEY.findall(message)
+    if not keys:
+        return _joined(message)
+    key = ".init_args.".join(keys)
+    option = f"--{key}"
+    if missing := _MISSING_FILE.search(message):
+        return f"{option}: no such file {missing.group(1)}"
+    if rejected := _NOT_ACCEPTED.search(message):
+        name = rejected.group(1)
+        class_path = _CLASS_PATH.search(message)
+        parameters = class_parameters(class_path.group(1)) if class_path else []
+        owner = class_path.group(1).rpartition(".")[2] if class_path else key
+        hint = _did_you_mean(name, parameters, f"--{key}.init_args.")
+        listing = f" (its arguments: {', '.join(parameters)})" if parameters else ""
+        return f"--{key}.init_args.{name}: {owner} has no argument {name!r}{hint}{listing}"
+    if restriction := _RESTRICTION.search(message):
+        value, rule = restriction.groups()
+        bounds = re.sub(r"v([<>=!]+)", r"\1 ", rule)  # "v>=0 and v<1" -> ">= 0 and < 1"
+        return f"{option}={value} is out of range: it must be {bounds}"
+    if no_class := _NO_CLASS.search(message):
+        name = no_class.group(1)
+        known = classes.get(key, [])
+        short = {path.rpartition(".")[2]: path for path in known}
+        close = difflib.get_close_matches(name.rpartition(".")[2], list(short), n=1, cutoff=0.6)
+        hint = f"; did you mean {short[close[0]]}?" if close else ""
+        listing = f" (for example {', '.join(known)})" if known and not close else ""
+        return f"{option}: no class {name!r} can be imported{hint}{listing}"
+    choices = [choice.strip(" '") for literal in _LITERAL.findall(message) for choice in literal.split(",")]
+    choices = list(dict.fromkeys(choices))  # a Union lists some choices twice
+    value = _GOT_VALUE.search(message)
+    if choices and value:
+        given = value.group(1).strip()
+        return f"{option}: {given!r} is not one of {', '.join(choices)}{_did_you_mean(given, choices)}"
+    if wrong_type := _NOT_A_NUMBER.search(message) or _EXPECTED_TYPE.search(message):
+        kind, given = wrong_type.groups()
+        return f"{option}: expected {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {given!r}"
+    return f"{option}: " + _joined(message.split(":", 1)[1])
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Raise InvalidArgumentError naming the file, line and column where a ``--config`` file of
+    ``args``, or a config file one of them names as a value, is not valid YAML. Missing files
+    are left to the parser."""
+    for path in _config_paths(args):
+        _check_yaml(path, set())
+
+
+def _check_yaml(path: Path, seen: set[Path]) -> None:
+    if path in seen or not path.is_file():
+        return
+    seen.add(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise InvalidArgumentError(f"{where}: invalid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise InvalidArgumentError(f"{path}: invalid YAML: {_joined(str(error))}") from None
+    for value in _strings(document):
+        if value.endswith((".yaml", ".yml")):
+            _check_yaml(path.parent / value, seen)
+
+
+def _config_paths(args: Sequence[str]) -> list[Path]:
+    paths = []
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            paths.append(Path(args[index + 1]))
+        elif arg.startswith("--config="):
+            paths.append(Path(arg.partition("=")[2]))
+    return paths
+
+
+def _strings(document) -> list[str]:
+    if isinstance(document, str):
+        return [document]
+    if isinstance(document, dict):
+        return [text for value in document.values() for text in _strings(value)]
+    if isinstance(document, list):
+        return [text for value in document for text in _strings(value)]
+    return []
+
+
+def _unknown_option(key: str, options: Sequence[str]) -> str:
+    """'unknown option --key' with the accepted options closest to it, by whole key or by last part."""
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)
+    if not close:
+        leaf = key.rpartition(".")[2]
+        by_leaf = {}
+        for option in options:
+            by_leaf.setdefault(option.rpartition(".")[2], option)
+        close = [by_leaf[name] for name in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)]
+    hint = f"; did you mean --{close[0]}?" if close else ""
+    return f"unknown option --{key}{hint} (lc-train fit --help lists the options)"
+
+
+def _did_you_mean(given: str, valid: Sequence[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
+def class_parameters(class_path: str) -> list[str]:
+    """The names of the arguments that the ``__init__`` of the class at ``class_path`` takes by
+    name; [] where it cannot be imported. A network's ``num_classes`` and ``in_channels``, which
+    ImageClassifier passes, are left out."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if issubclass(cls, nn.Module) and [p.name for p in parameters[:2]] == ["num_classes", "in_channels"]:
+        parameters = parameters[2:]
+    return [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _joined(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,187 @@
+"""What a user sees for a mistake: one line naming the option or file and the fix, exit status 2,
+no usage dump, no traceback; and a short --help."""
+
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import CONFIGS
+
+from lc_lightning.cli import FitConfigParser, build_cli, main
+from lc_lightning.data import CIFAR10DataModule, FashionMNISTDataModule, SVHNDataModule
+from lc_lightning.errors import DownloadError, InvalidArgumentError
+
+FASHION_MNIST_CELL = [
+    "--config", str(CONFIGS / "table1" / "base.yaml"),
+    "--config", str(CONFIGS / "table1" / "fashion_mnist_lc_frozen.yaml"),
+]  # fmt: skip
+
+
+def error_of(capsys, *args: str) -> str:
+    """What ``lc-train fit <Table 1's Fashion-MNIST cell> ARGS --print_config`` writes to stderr,
+    checked to end the process with status 2 in one line and no usage or traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *FASHION_MNIST_CELL, *args, "--print_config"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" not in err and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model.expansoin=8"], "lc-train: error: unknown option --model.expansoin; did you mean "
+         "--model.network.init_args.expansion? (lc-train fit --help lists the options)"),
+        (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
+        (["--model.network.init_args.expansoin=8"], "lc-train: error: --model.network.init_args.expansoin: "
+         "CifarResNet has no argument 'expansoin'; did you mean --model.network.init_args.expansion? "
+         "(its arguments: depth, width, kernel_size, expansion, init)"),
+        (["--data.batch_sise=8"], "FashionMNISTDataModule has no argument 'batch_sise'; did you mean "
+         "--data.init_args.batch_size?"),
+        (["--model.network.init_args.init=kaiming"], "lc-train: error: --model.network.init_args.init: 'kaiming' "
+         "is not one of kaiming_uniform, kaiming_normal, glorot_uniform, glorot_normal, orthogonal, binary, "
+         "ternary; did you mean kaiming_normal?"),
+        (["--model.network=CifarResNett"], "lc-train: error: --model.network: no class 'CifarResNett' can be "
+         "imported; did you mean lc_lightning.models.CifarResNet?"),
+        (["--data=CIFAR11DataModule"], "did you mean lc_lightning.data.CIFAR10DataModule?"),
+        (["--trainer.precision=bf17"], "--trainer.precision: 'bf17' is not one of 64, 32, 16, transformer-engine"),
+        (["--model.lr=abc"], "lc-train: error: --model.lr: expected a float, got 'abc'"),
+    ],
+)  # fmt: skip
+def test_an_unknown_option_class_or_choice_gets_one_line_with_the_closest_match(capsys, args, expected):
+    assert expected in error_of(capsys, *args)
+
+
+@pytest.mark.parametrize(
+    "option, value, bounds",
+    [
+        ("lr", "-0.1", "> 0"),
+        ("lr", "0", "> 0"),
+        ("weight_decay", "-1", ">= 0"),
+        ("momentum", "1", ">= 0 and < 1"),
+        ("momentum", "-0.5", ">= 0 and < 1"),
+        ("label_smoothing", "1.5", ">= 0 and < 1"),
+    ],
+)
+def test_a_recipe_number_out_of_range_is_refused_while_parsing(capsys, option, value, bounds):
+    message = error_of(capsys, f"--model.{option}={value}")
+    assert message == f"lc-train: error: --model.{option}={value} is out of range: it must be {bounds}"
+
+
+def test_in_range_recipe_numbers_reach_the_module_as_plain_floats(tmp_path, monkeypatch):
+    """The range-checked types are float subclasses; the checkpoint must hold plain numbers (weights_only loads)."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--model.lr=0.2", "--model.momentum=0", "--model.weight_decay=0", "--model.label_smoothing=0.5"]
+    cli = build_cli([*FASHION_MNIST_CELL, *args, "--model.lr_reference_batch=64"], run=False)
+    hparams = cli.model.hparams
+    assert (hparams.lr, hparams.momentum, hparams.weight_decay, hparams.label_smoothing) == (0.2, 0.0, 0.0, 0.5)
+    assert {type(hparams[name]) for name in ("lr", "momentum", "weight_decay", "label_smoothing")} == {float}
+    assert type(hparams.lr_reference_batch) is int
+
+
+def test_a_missing_config_file_is_named(capsys, tmp_path):
+    message = error_of(capsys, "--config", str(tmp_path / "nope.yaml"))
+    assert message == f"lc-train: error: --config: no such file {tmp_path / 'nope.yaml'}"
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(capsys, tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("model:\n  lr: 0.1\n  weight_decay: [0.1\ntrainer: {}\n")
+    message = error_of(capsys, "--config", str(config))
+    assert message.startswith(f"lc-train: error: {config}:4:")
+    assert "invalid YAML" in message
+
+
+def test_a_yaml_syntax_error_in_a_config_that_a_config_names_is_found_too(capsys, tmp_path):
+    (tmp_path / "data.yaml").write_text("class_path: lc_lightning.data.FashionMNISTDataModule\ninit_args: {a: 1\n")
+    outer = tmp_path / "outer.yaml"
+    outer.write_text("data: data.yaml\n")
+    message = error_of(capsys, "--config", str(outer))
+    assert message.startswith(f"lc-train: error: {tmp_path / 'data.yaml'}:3:")
+
+
+def test_an_unknown_subcommand_suggests_the_closest(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fitt"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "lc-train: error: unknown subcommand 'fitt'; did you mean fit? (choose from fit, validate, test, predict)\n"
+    )
+
+
+def test_lc_sweep_checks_grid_runs_with_the_same_messages():
+    with pytest.raises(InvalidArgumentError, match=r"^--model.lr=-1 is out of range: it must be > 0$"):
+        FitConfigParser().fit_config([*FASHION_MNIST_CELL, "--model.lr=-1"])
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every URL fails to resolve, as on a cluster node without internet."""
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+@pytest.mark.parametrize(
+    "datamodule, urls",
+    [
+        (CIFAR10DataModule, ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]),
+        (SVHNDataModule, ["http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+                          "http://ufldl.stanford.edu/housenumbers/test_32x32.mat"]),
+    ],
+)  # fmt: skip
+def test_a_failed_download_names_the_urls_the_files_and_the_directory(offline, tmp_path, datamodule, urls):
+    with pytest.raises(DownloadError) as error:
+        datamodule(data_dir=str(tmp_path), download=True).prepare_data()
+    names = ", ".join(url.rpartition("/")[2] for url in urls)
+    assert str(error.value).splitlines() == [
+        f"{datamodule.__name__}: the download failed ([Errno -3] Temporary failure in name resolution). "
+        f"Put {names} into {tmp_path} and pass --data.download=false",
+        "  download: " + " ".join(urls),
+    ]
+
+
+def test_fashion_mnist_download_names_its_raw_folder(offline, tmp_path, monkeypatch):
+    monkeypatch.setattr("lc_lightning.data.fashion_mnist.DEBIAN_DIR", tmp_path / "no-debian-package")
+    with pytest.raises(DownloadError) as error:
+        FashionMNISTDataModule(data_dir=str(tmp_path), download=True).prepare_data()
+    message = str(error.value)
+    assert f"into {tmp_path / 'FashionMNIST' / 'raw'} and pass --data.download=false" in message
+    assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
+
+
+def test_offline_fit_with_download_ends_with_the_download_message_and_exit_2(offline, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(CONFIGS / "cifar10_e32.yaml"), "--trainer.accelerator=cpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "lc-train: error: CIFAR10DataModule: the download failed" in err
+    assert err.rstrip().endswith("download: https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+
+
+def test_fit_help_is_short_and_lists_what_users_set(capsys):
+    main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) <= 250
+    for option in ("--model.network.init_args.expansion=null", "--data.train_subset=null", "--model.lr=0.01",
+                   "--trainer.max_epochs=75", "--model.freeze_spatial=false", "--data.batch_size=256"):  # fmt: skip
+        assert option in out
+    # descriptions come from the docstrings
+    assert "turns every spatial conv, the stem included, into an LC-Block" in out
+    assert "train on a fixed random subset of this many images" in out
+    assert "--help-all" in out
+
+
+def test_help_all_is_lightning_cli_s_complete_reference(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help-all"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--trainer.gradient_clip_val" in out and "--lr_monitor.logging_interval" in out
