@@ -20,8 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lc_lightning import data, models
 from lc_lightning.argument_errors import check_config_files, class_parameters, explain
-from lc_lightning.callbacks.record import RecordRun
-from lc_lightning.callbacks.requeue import RequeueOnSignal
+from lc_lightning.callbacks import RecordRun, RequeueOnSignal, SummarizeFit
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.cli_help import short_help
 from lc_lightning.data import ImageDataModule
@@ -136,7 +135,7 @@ class LCTrainCLI(LightningCLI):
         created = None
         if not self.run.exists() and self.trainer.is_global_zero:
             created = self.run.create(self._config_text())
-        self.trainer.callbacks.append(RecordRun(self.run, created))
+        self.trainer.callbacks += [RecordRun(self.run, created), SummarizeFit(self.run)]  # in this order
         if SLURMEnvironment.detect():
             self.trainer.callbacks.append(RequeueOnSignal(str(self.run.requeue_checkpoint)))
 
@@ -205,13 +204,16 @@ class LCTrainCLI(LightningCLI):
 
 
 # The paper's recipe trains 75 epochs; ImageClassifier's defaults hold the rest of it.
-# Checkpoints are written atomically and a bad --ckpt_path names the file.
+# Checkpoints are written atomically and a bad --ckpt_path names the file. Scalars (the learning
+# rate among them) are logged every 10 steps, so that short runs have curves too; TensorBoard shows
+# no placeholder hp_metric.
 TRAINER_DEFAULTS = {
     "max_epochs": 75,
+    "log_every_n_steps": 10,
     "plugins": {"class_path": "lc_lightning.checkpoint.AtomicCheckpointIO"},
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "logs", "name": "lc-train"},
+        "init_args": {"save_dir": "logs", "name": "lc-train", "default_hp_metric": False},
     },
 }
 

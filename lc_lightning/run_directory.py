@@ -44,7 +44,8 @@ class RunStatus:
     """Where a run (or an evaluation) stands: ``state``; ``error`` ("<type>: <message>") for a
     failed or interrupted one; the epoch and global step reached; ``world_size``, the number of
     processes it trains with; ``metrics``, the last value of every scalar it logged (``val/acc``...);
-    when it was written (UTC, ISO 8601)."""
+    the best ``val/acc`` of a fit's validations and the epoch it was reached in; when it was written
+    (UTC, ISO 8601)."""
 
     state: State
     error: str | None = None
@@ -52,6 +53,8 @@ class RunStatus:
     global_step: int | None = None
     world_size: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
     updated: str = ""
 
 

@@ -51,3 +51,15 @@ class PauseAtStep(Callback):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no SIGUSR1 within {self.timeout} s of step {self.step}")
             time.sleep(0.05)
+
+
+class CtrlCAtStep(Callback):
+    """Send this process SIGINT (what Ctrl-C sends) as the batch of global step ``step`` starts,
+    in a fit that did not resume from a checkpoint."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.ckpt_path is None:
+            os.kill(os.getpid(), signal.SIGINT)

@@ -6,7 +6,7 @@ from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_m
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.analysis import combined_filters, normalized_entropy
-from lc_lightning.callbacks.filters import filter_grid, heatmap_image
+from lc_lightning.callbacks.filters import filter_grid, heatmap_figure
 from lc_lightning.cli import build_cli
 
 
@@ -18,9 +18,15 @@ def test_filter_grid_draws_one_tile_per_filter_in_0_1():
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
 
 
-def test_heatmap_image_is_white_at_the_maximum_and_black_at_zero():
-    image = heatmap_image(torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]), scale=4)
-    assert image.shape == (1, 12, 12) and image[0, 5, 5] == 1 and image[0, 0, 0] == 0 and image[0, 0, 5] == 0.25
+def test_the_heatmap_figure_shows_each_share_of_the_variance_on_a_colour_scale():
+    heatmap = torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 1.0]])  # the centre holds 20 %
+    figure = heatmap_figure(heatmap, "3x3")
+    axes, colour_bar = figure.axes
+    shown = axes.images[0]
+    assert shown.get_array()[1, 1] == pytest.approx(20) and shown.get_array()[0, 0] == pytest.approx(10)
+    assert shown.get_clim() == pytest.approx((10, 20))  # the colours span the smallest to the largest share
+    assert shown.get_cmap().name == "viridis" and "%" in colour_bar.get_ylabel()
+    assert sorted(text.get_text() for text in axes.texts) == ["10.0"] * 8 + ["20.0"]
 
 
 @needs_fashion_mnist

@@ -1,5 +1,8 @@
 """Filter statistics of the combined filters, logged at the end of validation."""
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -9,6 +12,9 @@ from torchvision.utils import make_grid
 
 from lc_lightning.analysis import combined_filters, normalized_entropy, spatial_variance
 from lc_lightning.callbacks.schedule import analysis_due, check_every_n_epochs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class FilterDiversity(Callback):
@@ -57,17 +63,32 @@ def filter_grid(weight: torch.Tensor, scale: int = 8) -> torch.Tensor:
     return make_grid(tiles, nrow=16, normalize=True, scale_each=True, pad_value=1.0)
 
 
-def heatmap_image(heatmap: torch.Tensor, scale: int = 32) -> torch.Tensor:
-    """A grey image (1, k*scale, k*scale) of a k x k heatmap, 0 black to its maximum white."""
-    image = heatmap.detach().float().cpu() / heatmap.max().clamp_min(torch.finfo(torch.float32).tiny)
-    return F.interpolate(image[None, None], scale_factor=scale, mode="nearest")[0]
+def heatmap_figure(heatmap: torch.Tensor, title: str) -> "Figure":
+    """A k x k heatmap as a figure: a colour map from its smallest to its largest value with a
+    colour bar for the scale, and each cell's share of the total in % written on it."""
+    from matplotlib.figure import Figure  # imported here: it adds a second to every lc-train start
+
+    values = heatmap.detach().double().cpu()
+    shares = 100 * values / values.sum().clamp_min(torch.finfo(torch.float64).tiny)
+    figure = Figure(figsize=(4.2, 3.4), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    shown = axes.imshow(shares.numpy(), cmap="viridis")
+    figure.colorbar(shown, ax=axes, label="share of the variance (%)")
+    middle = (shares.max() + shares.min()) / 2
+    for (row, column), share in np.ndenumerate(shares.numpy()):
+        colour = "black" if share > middle else "white"  # legible on viridis's light and dark ends
+        axes.text(column, row, f"{share:.1f}", ha="center", va="center", color=colour, fontsize=8)
+    axes.set_title(title, fontsize=9)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    return figure
 
 
 class FilterImages(Callback):
     """TensorBoard images of the combined filters: ``filters/first_layer``, a grid of the first
     spatial layer's filters (as in the paper's appendix), and ``filters/spatial_variance_<k>x<k>``,
-    the spatial variance heatmap of all spatial layers per kernel size (the paper's Fig. 7b;
-    white is the largest variance). Logged at the end of validation on the schedule of
+    the spatial variance heatmap of all spatial layers per kernel size (the paper's Fig. 7b), each
+    cell's share of the variance in % on a colour scale. Logged at the end of validation on the schedule of
     ``FGSMAccuracy``, by rank 0, when the run logs to TensorBoard (otherwise nothing is drawn).
     """
 
@@ -84,11 +105,15 @@ class FilterImages(Callback):
             return
         filters = combined_filters(pl_module)
         images = {"filters/first_layer": filter_grid(next(iter(filters.values())))}
+        figures = {}
         for (k_h, k_w), heatmap in spatial_variance(filters.values()).items():
-            images[f"filters/spatial_variance_{k_h}x{k_w}"] = heatmap_image(heatmap)
+            title = f"spatial variance of the {k_h}x{k_w} filters, epoch {trainer.current_epoch}"
+            figures[f"filters/spatial_variance_{k_h}x{k_w}"] = heatmap_figure(heatmap, title)
         for logger in loggers:
             for tag, image in images.items():
                 logger.experiment.add_image(tag, image, trainer.global_step)
+            for tag, figure in figures.items():
+                logger.experiment.add_figure(tag, figure, trainer.global_step, close=False)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._draw(trainer, pl_module)

@@ -17,7 +17,8 @@ class RecordRun(Callback):
     max_steps, max_time or a callback's stop), "interrupted" on Ctrl-C or SIGTERM (a scheduler's
     time limit, scancel, a requeue), "failed" with the exception otherwise. Each write keeps the
     epoch and step reached, the number of processes and the last value of every logged scalar, on
-    top of those the run recorded before it was resumed. Validate and test: "running", then
+    top of those the run recorded before it was resumed, and the best ``val/acc`` with its epoch.
+    Validate and test: "running", then
     "finished" with their metrics.
 
     A start that fails before the first training step (and any failed evaluation) leaves nothing
@@ -71,7 +72,15 @@ class RecordRun(Callback):
             # a resumed run that failed before its checkpoint was restored: it is still where it was
             status = replace(before, state=state, error=error)
         elif before is not None:
-            status = replace(status, metrics={**before.metrics, **status.metrics})
+            status = replace(
+                status,
+                metrics={**before.metrics, **status.metrics},
+                best_val_acc=before.best_val_acc,
+                best_epoch=before.best_epoch,
+            )
+        accuracy = trainer.callback_metrics.get("val/acc")
+        if trainer.state.fn == "fit" and accuracy is not None and accuracy.item() > (status.best_val_acc or -1):
+            status = replace(status, best_val_acc=accuracy.item(), best_epoch=trainer.current_epoch)
         self.run.write_status(status)
 
 
