@@ -8,7 +8,7 @@ from torchvision import datasets, transforms
 from lc_lightning.data.base import ImageDataModule
 from lc_lightning.errors import CorruptImageError, DatasetLayoutError, DatasetNotFoundError, InvalidArgumentError
 
-PREPARE_HINT = "see 'Preparing ImageNet' in README.md"
+PREPARE_HINT = "see 'Preparing ImageNet' in docs/datasets.md"
 
 
 def load_rgb_image(path: str) -> Image.Image:
@@ -30,7 +30,7 @@ class ImageNetDataModule(ImageDataModule):
     per class, the same class folders in both; torchvision's ImageFolder, so any image format
     PIL reads). Training: RandomResizedCrop(224) and horizontal flip; evaluation: Resize(256)
     and CenterCrop(224). ImageNet cannot be downloaded automatically (``download`` must stay
-    false); README.md says how to prepare the folders. The layout is checked before training:
+    false); docs/datasets.md says how to prepare the folders. The layout is checked before training:
     a missing folder, a different number of class folders, class folders that differ between
     train/ and val/, an empty class folder or images lying directly in train/ or val/ each
     stop the run with a message saying what to fix; an image that cannot be decoded stops it
