@@ -185,3 +185,11 @@ def test_help_all_is_lightning_cli_s_complete_reference(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--trainer.gradient_clip_val" in out and "--lr_monitor.logging_interval" in out
+
+
+def test_the_help_of_one_network_takes_its_short_name_and_shows_its_docstring(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.network.help=CifarResNet"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--model.network.expansion EXPANSION E >= 1 turns every spatial conv" in out

@@ -29,7 +29,8 @@ class SummarizeFit(Callback):
             return
         minutes, seconds = divmod(round(time.monotonic() - self._started), 60)
         took = f"{minutes}m{seconds:02d}s"
-        lines = [f"lc-train: fit ended after {trainer.current_epoch} epochs, {trainer.global_step} steps ({took})"]
+        epochs = f"{trainer.current_epoch} epoch{'s' if trainer.current_epoch != 1 else ''}"
+        lines = [f"lc-train: fit ended after {epochs}, {trainer.global_step} steps ({took})"]
         metrics = trainer.callback_metrics
         status = self.run.status()
         if ACCURACY in metrics:
