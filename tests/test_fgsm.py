@@ -73,22 +73,24 @@ def quiet_trainer(**kwargs) -> Trainer:
 
 @needs_fashion_mnist
 def test_fgsm_accuracy_on_a_model_trained_on_real_fashion_mnist():
+    # What counts is that the callback's value is that of the attack computed directly; a briefly
+    # trained network does for that: 128 steps on 2048 images take it from chance (10 %) to ~60 %.
     torch.manual_seed(0)
     data = FashionMNISTDataModule(
-        data_dir=FASHION_MNIST_DEBIAN, batch_size=64, num_workers=0, train_subset=12000, val_subset=1000
+        data_dir=FASHION_MNIST_DEBIAN, batch_size=16, num_workers=0, train_subset=2048, val_subset=500
     )
     network = partial(CifarResNet, depth=8, width=8, expansion=4)
-    model = ImageClassifier(network, 10, 1, data.mean, data.std, freeze_spatial=True, lr=0.05)
+    model = ImageClassifier(network, 10, 1, data.mean, data.std, freeze_spatial=True, lr=0.1)
     epsilon = 8 / 255
     trainer = quiet_trainer(max_epochs=1, callbacks=[FGSMAccuracy(epsilon)])
     trainer.fit(model, data)
     clean, robust = trainer.callback_metrics["val/acc"].item(), trainer.callback_metrics["val/fgsm_acc"].item()
-    assert clean > 0.6 and 0 < robust < clean
+    assert clean > 0.5 and 0 < robust < clean
 
     # The same value over the whole validation set, computed directly.
     model.eval()
     direct = torch.cat([fgsm_robust(model, x, y, epsilon) for x, y in data.val_dataloader()])
-    assert len(direct) == 1000 and direct.float().mean().item() == pytest.approx(robust, abs=1e-6)
+    assert len(direct) == 500 and direct.float().mean().item() == pytest.approx(robust, abs=1e-6)
 
     trainer.validate(model, data, verbose=False)
     assert trainer.callback_metrics["val/fgsm_acc"].item() == pytest.approx(robust, abs=1e-6)
@@ -131,13 +133,12 @@ def test_under_ddp_the_value_is_that_of_the_whole_validation_set(tmp_path, monke
     ]  # fmt: skip
     build_cli(["fit", *common, "--data.train_subset=2000", "--trainer.max_epochs=1"])
     checkpoint = tmp_path / "logs" / "table1" / "fashion_mnist_lc_frozen" / "version_0" / "checkpoints" / "last.ckpt"
+    validate = ["validate", *common, f"--ckpt_path={checkpoint}"]
+    build_cli([*validate, "--trainer.devices=1", "--trainer.strategy=auto"])  # one process: validate_0
+    result = run_lc_train(*validate, "--trainer.devices=2", "--trainer.strategy=ddp")  # two processes: validate_1
+    assert result.returncode == 0, result.stderr[-3000:]
     metrics = {}
-    for evaluation, (devices, strategy) in enumerate(((1, "auto"), (2, "ddp"))):
-        result = run_lc_train(
-            "validate", *common, f"--ckpt_path={checkpoint}", f"--trainer.devices={devices}",
-            f"--trainer.strategy={strategy}",
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
+    for evaluation, devices in enumerate((1, 2)):
         events = EventAccumulator(str(checkpoint.parent.parent / f"validate_{evaluation}"))
         events.Reload()
         metrics[devices] = {tag: events.Scalars(tag)[-1].value for tag in ("val/acc", "val/fgsm_acc")}
