@@ -116,8 +116,11 @@ def test_a_layout_mismatch_exits_at_once_with_a_clear_error(slurm_cluster, tmp_p
 
 @pytest.mark.slow
 @needs_fashion_mnist
-@pytest.mark.parametrize("nodes, tasks_per_node", [(2, 1), (2, 2)])
-def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_path, nodes, tasks_per_node):
+def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_path):
+    # Two tasks on each of two nodes: ranks that share a node and ranks on another (one task per node
+    # is what the srun test of test_slurm_cluster.py runs).
+    nodes, tasks_per_node = 2, 2
+    args = [*fashion_mnist_args(tmp_path), "--model.network.init_args.depth=8"]
     (tmp_path / "logs").mkdir()
     (tmp_path / "ranks.yaml").write_text(
         f"trainer:\n  callbacks:\n    - class_path: rank_weights.SaveRankWeights\n"
@@ -125,7 +128,7 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
     )
     job = submit_train_sbatch(
         slurm_cluster, tmp_path, ["--wait", f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}"],
-        [*fashion_mnist_args(tmp_path), "--config", str(tmp_path / "ranks.yaml"), "--trainer.strategy=ddp"],
+        [*args, "--config", str(tmp_path / "ranks.yaml"), "--trainer.strategy=ddp"],
     )  # fmt: skip
     output = "".join(p.read_text() for p in (tmp_path / "logs").glob("slurm-*.out"))
     assert job.returncode == 0, job.stderr + output[-3000:] + slurm_cluster.logs()
@@ -142,7 +145,7 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
     events = EventAccumulator(str(run_dirs[0]))
     events.Reload()
     logged_acc = events.Scalars("val/acc")[-1].value
-    single = build_cli(["validate", *fashion_mnist_args(tmp_path), f"--ckpt_path={checkpoint}"])
+    single = build_cli(["validate", *args, f"--ckpt_path={checkpoint}"])
     assert single.trainer.callback_metrics["val/acc"].item() == pytest.approx(logged_acc, abs=1e-6)
 
 
