@@ -90,7 +90,8 @@ def _options(cls: type, prefix: str, names=None, defaults: dict | None = None) -
         default = (defaults or {}).get(name, parameters[name].default)
         stated = _STATED_DEFAULT.search(description)
         if default is None and stated:  # Lightning's Trainer: None in the signature, the real default in the text
-            default = {"True": True, "False": False}.get(stated.group(1).strip("`'\""), stated.group(1).strip("`'\""))
+            text = stated.group(1).strip("`'\"")
+            default = {"True": True, "False": False}.get(text, text)
         shown = "" if isinstance(default, dict) else f"={_yaml(default)}"
         entries.append(_entry(f"--{prefix}{name}{shown}", _SENTENCE_END.split(description, maxsplit=1)[0]))
     return entries

@@ -9,6 +9,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lc_lightning.run_directory import RunDirectory, RunStatus, describe_error
 
+BEST_TRACKED = "val/acc"
+"""The metric whose best value and epoch status.json keeps (RunStatus.best_val_acc, best_epoch)."""
+
 
 class RecordRun(Callback):
     """Keep the status.json of ``run`` (a run directory, or an evaluation's) on the global-zero process.
@@ -78,8 +81,9 @@ class RecordRun(Callback):
                 best_val_acc=before.best_val_acc,
                 best_epoch=before.best_epoch,
             )
-        accuracy = trainer.callback_metrics.get("val/acc")
-        if trainer.state.fn == "fit" and accuracy is not None and accuracy.item() > (status.best_val_acc or -1):
+        accuracy = trainer.callback_metrics.get(BEST_TRACKED)
+        improved = accuracy is not None and (status.best_val_acc is None or accuracy.item() > status.best_val_acc)
+        if trainer.state.fn == "fit" and improved:
             status = replace(status, best_val_acc=accuracy.item(), best_epoch=trainer.current_epoch)
         self.run.write_status(status)
 

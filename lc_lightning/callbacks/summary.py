@@ -7,9 +7,9 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lc_lightning.run_directory import RunDirectory
+from lc_lightning.callbacks.record import BEST_TRACKED as ACCURACY
+from lc_lightning.run_directory import LAST_CHECKPOINT, RunDirectory
 
-ACCURACY = "val/acc"
 ROBUST_ACCURACY = "val/fgsm_acc"
 
 
@@ -43,7 +43,7 @@ class SummarizeFit(Callback):
         run = _shown(self.run.path)
         lines += [
             f"  {'run':<13}{run} (tensorboard --logdir {run})",
-            f"  {'evaluate':<13}lc-train test --ckpt_path {_shown(self.run.path / 'checkpoints' / 'last.ckpt')}",
+            f"  {'evaluate':<13}lc-train test --ckpt_path {_shown(self.run.checkpoint_dir / LAST_CHECKPOINT)}",
         ]
         print("\n".join(lines))
 
