@@ -1,4 +1,4 @@
-"""The error bf16-mixed adds to a folded LC-Block, with the combined weight in fp32 (as LCConv2d
+"""The error bf16-mixed adds to a folded LC-Block, with the combined weight in fp32 (as the LC-Block
 computes it) and, for comparison, in bf16.
 
     python benchmarks/bf16_folding.py [--device cpu|cuda] [--channels 16] [--seed 0]
@@ -13,9 +13,10 @@ bf16, about 2^-9 relative) is the floor; a combined weight rounded in bf16 adds 
 import argparse
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from lc_lightning.nn import LCConv2d
+from lc_lightning.nn import combined_weight, lc_weights, make_lc_block
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -35,13 +36,13 @@ def main() -> None:
     print("-" * 78)
     for expansion in (1, 8, 32, 128):
         torch.manual_seed(args.seed)
-        block = LCConv2d(args.channels, args.channels, 3, padding=1, expansion=expansion).to(device)
+        block = make_lc_block(nn.Conv2d(args.channels, args.channels, 3, padding=1), expansion).to(device)
         x = torch.randn(8, args.channels, 32, 32, device=device)
-        pointwise, spatial = block.pointwise.weight.flatten(1), block.spatial.weight
-        exact_weight = (pointwise.double() @ spatial.flatten(1).double()).view_as(block.combined_weight())
+        spatial, pointwise = lc_weights(block)
+        exact_weight = (pointwise.double() @ spatial.flatten(1).double()).view_as(combined_weight(block))
         exact_output = F.conv2d(x.double(), exact_weight, padding=1)
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            fp32_weight = block.combined_weight()
+            fp32_weight = combined_weight(block)
             fp32_output = block(x)
             bf16_weight = (pointwise @ spatial.flatten(1)).view_as(fp32_weight)  # autocast: a bf16 matmul
             bf16_output = F.conv2d(x, bf16_weight, padding=1)

@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.models import CifarResNet, TimmNet
 from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import set_folded
+from lc_lightning.nn import set_lc_form
 
 PAPER_EPOCHS = 75
 
@@ -144,7 +144,7 @@ def measure_imagenet(row: dict, args: argparse.Namespace, results) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = TimmNet(1000, 3, name="resnet18d", expansion=args.imagenet_expansion).to(device)
-    set_folded(model, row["path"] == "folded")
+    set_lc_form(model, row["path"])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     batch = args.imagenet_batch
     while batch >= 1:

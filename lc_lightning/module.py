@@ -11,7 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError, TrainingDivergedError
-from lc_lightning.nn import LCConv2d
+from lc_lightning.nn import lc_form
 
 # The ranges lc-train checks while it parses: lr > 0, weight decay >= 0, momentum and label smoothing in [0, 1)
 UnitIntervalFromZero = restricted_number_type("UnitIntervalFromZero", float, [(">=", 0), ("<", 1)])
@@ -158,12 +158,11 @@ class ImageClassifier(LightningModule):
 
 
 def _convolutions_to_channels_last(network: nn.Module) -> None:
-    """Put the weight of every convolution that runs as one in the channels-last format. The
-    two weights of an LC-Block only feed its combined weight (a matrix product) and stay as
+    """Put the weight of every convolution that runs as one in the channels-last format. S and P
+    of a folded or explicit LC-Block only feed its combined weight (a matrix product) and stay as
     they are: converted, they would be copied back every step."""
-    lc_parts = {id(part) for block in network.modules() if isinstance(block, LCConv2d) for part in block.children()}
     for module in network.modules():
-        if isinstance(module, nn.Conv2d) and id(module) not in lc_parts:
+        if isinstance(module, nn.Conv2d) and lc_form(module) not in ("folded", "explicit"):
             module.to(memory_format=torch.channels_last)
 
 

@@ -8,7 +8,7 @@ from lc_lightning.analysis.entropy import filter_variance_entropy, normalized_en
 from lc_lightning.analysis.filters import combined_filters
 from lc_lightning.analysis.spatial import spatial_variance
 from lc_lightning.models import CifarResNet
-from lc_lightning.nn import LCConv2d, spatial_convs
+from lc_lightning.nn import lc_weights, make_lc_block, spatial_convs
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -21,7 +21,7 @@ def seeded(seed: int) -> torch.Generator:
 class LCAndPlainConvs(nn.Module):
     def __init__(self):
         super().__init__()
-        self.lc = LCConv2d(3, 4, 3, padding=1, bias=True, expansion=4)
+        self.lc = make_lc_block(nn.Conv2d(3, 4, 3, padding=1, bias=True), expansion=4)
         self.plain = nn.Conv2d(4, 6, 3, padding=1)
         self.depthwise = nn.Conv2d(6, 6, 3, padding=1, groups=6)
         self.pointwise = nn.Conv2d(6, 5, 1)
@@ -34,9 +34,8 @@ def test_combined_filters_lists_lc_blocks_and_plain_spatial_convs_with_the_weigh
     torch.manual_seed(0)
     model = LCAndPlainConvs()
     filters = combined_filters(model)
-    assert list(filters) == ["lc", "plain", "depthwise"]  # not "lc.spatial", not the 1 x 1 "pointwise"
-    pointwise = model.lc.pointwise.weight[:, :, 0, 0]  # (4, 16)
-    spatial = model.lc.spatial.weight  # (16, 3, 3, 3)
+    assert list(filters) == ["lc", "plain", "depthwise"]  # not the 1 x 1 "pointwise"
+    spatial, pointwise = lc_weights(model.lc)  # (16, 3, 3, 3), (4, 16)
     # Lemma 4.1: output channel o applies sum over the 16 spatial filters m of P[o, m] * S[m].
     expected_lc = torch.stack([sum(pointwise[o, m] * spatial[m] for m in range(16)) for o in range(4)])
     torch.testing.assert_close(filters["lc"], expected_lc.detach())

@@ -6,7 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.cli import build_cli, main
-from lc_lightning.nn import LCConv2d
+from lc_lightning.nn import lc_blocks, lc_weights
 
 
 def tiny_cifar_args(root: Path, *extra: str) -> list[str]:
@@ -22,10 +22,10 @@ def test_cifar10_e32_trains_with_fast_dev_run_on_tiny_cifar10(tiny_cifar10, tmp_
     monkeypatch.chdir(tmp_path)
     cli = build_cli(["fit", *tiny_cifar_args(root, "--trainer.fast_dev_run=true")])
     assert cli.trainer.global_step == 1
-    blocks = [m for m in cli.model.modules() if isinstance(m, LCConv2d)]
-    assert len(blocks) == 19 and {b.expansion for b in blocks} == {32}
+    blocks = [conv for _, conv in lc_blocks(cli.model)]
+    assert len(blocks) == 19 and {b.parametrizations.weight[0].expansion for b in blocks} == {32}
     assert any(isinstance(c, FreezeSpatialConvs) for c in cli.trainer.callbacks)
-    assert all(not b.spatial.weight.requires_grad and b.pointwise.weight.requires_grad for b in blocks)
+    assert all(not lc_weights(b)[0].requires_grad and lc_weights(b)[1].requires_grad for b in blocks)
     assert cli.model.hparams.num_classes == 10 and cli.model.mean.shape == (1, 3, 1, 1)
 
 

@@ -5,7 +5,7 @@ import yaml
 from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, printed_config
 
 from lc_lightning.cli import build_cli
-from lc_lightning.nn import LCConv2d, spatial_convs
+from lc_lightning.nn import lc_blocks, spatial_convs, spatial_weights
 
 GRIDS = CONFIGS / "grids"  # lc-sweep's grid files (tests/test_sweep.py), not lc-train configs
 EXPERIMENTS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml" and GRIDS not in p.parents)
@@ -149,11 +149,18 @@ def fast_dev_run(config_name: str, data_dir, *overrides: str):
     return cli
 
 
+def expansions(model) -> set[int]:
+    """The expansions of the model's LC-Blocks."""
+    return {conv.parametrizations.weight[0].expansion for _, conv in lc_blocks(model)}
+
+
 def frozen_and_trainable(model) -> tuple[bool, bool]:
     """Whether every spatial weight is frozen, and whether every other parameter is trainable."""
-    spatial = {id(conv.weight) for _, conv in spatial_convs(model)}
+    spatial = {id(weight) for weight in spatial_weights(model).values()}
     others = [p for p in model.parameters() if id(p) not in spatial]
-    return all(not conv.weight.requires_grad for _, conv in spatial_convs(model)), all(p.requires_grad for p in others)
+    return all(not weight.requires_grad for weight in spatial_weights(model).values()), all(
+        p.requires_grad for p in others
+    )
 
 
 def test_table1_cifar100_trains_on_the_tiny_pickles(tiny_cifar100, tmp_path, monkeypatch):
@@ -162,14 +169,14 @@ def test_table1_cifar100_trains_on_the_tiny_pickles(tiny_cifar100, tmp_path, mon
     assert cli.model.hparams.num_classes == 100 and cli.model.network.fc.out_features == 100
     metrics = cli.trainer.callback_metrics
     assert 0 <= metrics["val/acc"] <= metrics["val/acc_top5"] <= 1
-    assert {m.expansion for m in cli.model.modules() if isinstance(m, LCConv2d)} == {128}
+    assert expansions(cli.model) == {128}
     assert frozen_and_trainable(cli.model) == (True, True)
 
 
 def test_table1_svhn_trains_on_the_tiny_mat_files(tiny_svhn, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = fast_dev_run("table1/svhn_baseline.yaml", tiny_svhn[0])
-    assert not any(isinstance(m, LCConv2d) for m in cli.model.modules())
+    assert expansions(cli.model) == set()
     assert all(p.requires_grad for p in cli.model.parameters())
 
 
@@ -185,7 +192,7 @@ def test_table2_trains_on_the_tiny_imagenet_tree_with_lr_scaled_to_the_batch(tin
     monkeypatch.chdir(tmp_path)
     cli = fast_dev_run("table2/lc_x8_frozen.yaml", tiny_imagenet[0], "--data.num_classes=3", "--data.batch_size=2")
     assert cli.model.hparams.num_classes == 3
-    assert {m.expansion for m in cli.model.modules() if isinstance(m, LCConv2d)} == {8}
+    assert expansions(cli.model) == {8}
     assert frozen_and_trainable(cli.model) == (True, True)
     assert cli.trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(0.1 * 2 / 256)
 

@@ -6,7 +6,7 @@ import torch
 
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import LCConv2d
+from lc_lightning.nn import lc_blocks, lc_weights
 
 
 def classifier(**options) -> ImageClassifier:
@@ -39,11 +39,10 @@ def test_channels_last_and_compile_compute_what_the_plain_module_does():
         for name, value in plain.state_dict().items():
             torch.testing.assert_close(fast.state_dict()[name], value, rtol=1e-4, atol=1e-5, msg=name)
     network = classifier(channels_last=True).network
-    blocks = [module for module in network.modules() if isinstance(module, LCConv2d)]
-    lc_parts = {id(part) for block in blocks for part in block.children()}
-    plain = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and id(m) not in lc_parts]
+    blocks = [conv for _, conv in lc_blocks(network)]
+    plain = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and m not in blocks]
     assert blocks and plain  # LC-Blocks and the 1x1 shortcut convolutions
     for block in blocks:  # they feed a matrix product, not a convolution: left as they are
-        assert block.spatial.weight.is_contiguous() and block.pointwise.weight.is_contiguous()
+        assert all(weight.is_contiguous() for weight in lc_weights(block))
     for conv in plain:
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lc_lightning.models import CifarResNet
-from lc_lightning.nn import LCConv2d, spatial_convs
+from lc_lightning.nn import lc_blocks, spatial_convs
 
 
 def count(module: torch.nn.Module) -> int:
@@ -25,7 +25,7 @@ def test_lc_has_e_times_the_spatial_parameters_plus_the_pointwise_ones(expansion
     spatial_params = sum(conv.weight.numel() for conv in spatial)
     pointwise_params = sum(conv.out_channels * expansion * conv.out_channels for conv in spatial)
     assert count(lc) == count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
-    assert sum(isinstance(m, LCConv2d) for m in lc.modules()) == 19
+    assert len(list(lc_blocks(lc))) == 19
 
 
 @pytest.mark.parametrize("depth, spatial_layers", [(8, 7), (20, 19), (32, 31), (56, 55)])

@@ -26,7 +26,7 @@ from lc_lightning.cli import build_cli
 from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import LCConv2d, is_spatial
+from lc_lightning.nn import spatial_convs
 
 # The paper's recipe (PAPER.md, "Training recipe"); lc-train's defaults are expected to be these.
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.01, 0.9, 0.01, 0.1
@@ -112,7 +112,7 @@ def test_sgd_gets_nesterov_momentum_and_weight_decay_on_exactly_the_trainable_pa
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     parameters = dict(cli.model.named_parameters())
     frozen = {name for name, p in parameters.items() if not p.requires_grad}
-    assert frozen and all(name.endswith("spatial.weight") for name in frozen)
+    assert frozen and all(name.endswith("parametrizations.weight.original0") for name in frozen)
     assert optimized == {id(p) for name, p in parameters.items() if name not in frozen}
 
     assert set(recorder.before_first_step) == set(parameters) - frozen
@@ -196,12 +196,7 @@ def block_calls(network: nn.Module, images: torch.Tensor) -> dict[nn.Module, lis
     """For each residual block of ``network`` (the blocks of its stages), in call order, the
     (module, input, output) of every spatial convolution it ran (LC-Blocks as one) and of itself."""
     blocks = [block for stage in network.stages for block in stage]
-    inside_lc = {id(part) for m in network.modules() if isinstance(m, LCConv2d) for part in m.children()}
-    spatial = [
-        m
-        for m in network.modules()
-        if isinstance(m, LCConv2d) or (isinstance(m, nn.Conv2d) and is_spatial(m) and id(m) not in inside_lc)
-    ]
+    spatial = [conv for _, conv in spatial_convs(network)]
     calls = {block: [] for block in blocks}
     owner = {conv: block for block in blocks for conv in block.modules() if conv in spatial}
     hooks = [

@@ -13,7 +13,7 @@ from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.models import TimmNet
 from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import LCConv2d, set_folded, spatial_convs
+from lc_lightning.nn import combined_weight, lc_blocks, lc_weights, set_lc_form, spatial_convs, spatial_weights
 
 # The paper's Figure 1 trains nine timm models: resnet18, resnet34, resnet50, resnet101, resnet50d,
 # wide_resnet50_2, resnext50_32x4d, mobilenetv2_100 and mobilenetv3_large_100. Three of them hold every
@@ -60,7 +60,7 @@ def test_resnet18d_lc_has_e_times_the_spatial_parameters_plus_the_pointwise_ones
     lc = TimmNet(1000, 3, expansion=expansion)
     spatial = [m for m in baseline.modules() if is_dense_spatial(m)]
     assert len(spatial) == 19  # 3 stem convs + 8 basic blocks x 2
-    assert sum(isinstance(m, LCConv2d) for m in lc.modules()) == len(spatial)
+    assert len(list(lc_blocks(lc))) == len(spatial)
     spatial_params = sum(conv.weight.numel() for conv in spatial)
     pointwise_params = sum(conv.out_channels * expansion * conv.out_channels for conv in spatial)
     assert count(lc) == count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
@@ -86,15 +86,14 @@ def outputs_and_grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     # A fixed random projection makes the loss depend on every output element differently.
     proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     (out * proj.to(out.dtype)).sum().backward()
-    blocks = [m for m in model.modules() if isinstance(m, LCConv2d)]
-    grads = [w.grad.clone() for block in blocks for w in (block.spatial.weight, block.pointwise.weight)]
+    grads = [w.grad.clone() for _, block in lc_blocks(model) for w in lc_weights(block)]
     assert len(grads) == 38 and all(grad.norm() > 0 for grad in grads)
     return [out.detach(), *grads, x.grad]
 
 
 def folded_and_explicit(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    explicit = set_folded(copy.deepcopy(model), False)
-    return outputs_and_grads(set_folded(model, True), x), outputs_and_grads(explicit, x)
+    explicit = set_lc_form(copy.deepcopy(model), "explicit")
+    return outputs_and_grads(set_lc_form(model, "folded"), x), outputs_and_grads(explicit, x)
 
 
 def test_resnet18d_lc_folded_equals_explicit_in_fp64():
@@ -134,7 +133,7 @@ def test_resnet18d_lc_folded_is_as_accurate_as_explicit_in_fp32():
     model = resnet18d_lc(torch.float32)
     replace_relus(model)
     x = torch.randn(2, 3, 64, 64)
-    reference = outputs_and_grads(set_folded(copy.deepcopy(model).double(), False), x.double())
+    reference = outputs_and_grads(set_lc_form(copy.deepcopy(model).double(), "explicit"), x.double())
     folded, explicit = folded_and_explicit(model, x)
     folded_errors = [rel_err(a, ref) for a, ref in zip(folded, reference, strict=True)]
     explicit_errors = [rel_err(b, ref) for b, ref in zip(explicit, reference, strict=True)]
@@ -164,27 +163,25 @@ def test_every_lc_block_of_resnet18d_folded_equals_explicit_in_fp32():
     model = resnet18d_lc(torch.float32)
     inputs = {}
 
-    def capture(block: LCConv2d, args: tuple[torch.Tensor]) -> None:
+    def capture(block: nn.Conv2d, args: tuple[torch.Tensor]) -> None:
         inputs[block] = args[0].detach().clone()
 
-    hooks = [block.register_forward_pre_hook(capture) for block in model.modules() if isinstance(block, LCConv2d)]
+    hooks = [block.register_forward_pre_hook(capture) for _, block in lc_blocks(model)]
     with torch.no_grad():
         model(torch.randn(2, 3, 64, 64))
     for hook in hooks:
         hook.remove()
-    assert len(inputs) == 19 and {block.spatial.stride for block in inputs} == {(1, 1), (2, 2)}
+    assert len(inputs) == 19 and {block.stride for block in inputs} == {(1, 1), (2, 2)}
     for block, block_input in inputs.items():
         results = []
-        for folded in (True, False):
-            block.folded = folded
+        for form in ("folded", "explicit"):
+            set_lc_form(block, form)
             block.zero_grad()
             x = block_input.clone().requires_grad_(True)
             out = block(x)
             proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
             (out * proj).sum().backward()
-            results.append(
-                [out.detach(), block.spatial.weight.grad.clone(), block.pointwise.weight.grad.clone(), x.grad]
-            )
+            results.append([out.detach(), *(weight.grad.clone() for weight in lc_weights(block)), x.grad])
         for a, b in zip(*results, strict=True):
             assert rel_err(a, b) < 1e-5
 
@@ -196,10 +193,10 @@ def test_figure_1_model_with_lc_blocks_keeps_grouped_convs_plain_and_takes_32x32
     lc = TimmNet(10, 3, name=name, expansion=2)
     dense = [m for m in baseline.modules() if is_dense_spatial(m)]
     grouped = [m for m in baseline.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
-    blocks = [m for m in lc.modules() if isinstance(m, LCConv2d)]
+    blocks = [conv for _, conv in lc_blocks(lc)]
     assert len(blocks) == len(dense) > 0
-    # The only dense spatial convs left are the LC-Blocks' spatial parts.
-    assert [m for m in lc.modules() if is_dense_spatial(m)] == [block.spatial for block in blocks]
+    # Every dense spatial conv is an LC-Block now.
+    assert [m for m in lc.modules() if is_dense_spatial(m)] == blocks
     lc_grouped = [m for m in lc.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert bool(grouped) == (name in GROUPED_MODELS)
     assert [type(m) for m in lc_grouped] == [nn.Conv2d] * len(grouped)
@@ -210,14 +207,15 @@ def test_figure_1_model_with_lc_blocks_keeps_grouped_convs_plain_and_takes_32x32
 def test_every_spatial_filter_grouped_and_depthwise_included_comes_from_the_named_init(expansion, init):
     torch.manual_seed(0)
     model = TimmNet(10, 3, name="mobilenetv2_100", expansion=expansion, init=init)
-    convs = [conv for _, conv in spatial_convs(model)]
-    assert any(conv.groups > 1 for conv in convs) and any(conv.groups == 1 for conv in convs)
-    for conv in convs:
+    weights = list(spatial_weights(model).values())
+    grouped = [conv.groups > 1 for _, conv in spatial_convs(model)]
+    assert any(grouped) and not all(grouped) and len(weights) == len(grouped)
+    for weight in weights:
         # binary: +-a/sqrt(3); ternary: {-c, 0, c} with c = a/sqrt(2); a = 1/sqrt(fan_in).
-        bound = 1 / math.sqrt(conv.weight[0].numel())
+        bound = 1 / math.sqrt(weight[0].numel())
         magnitude = bound / math.sqrt(3 if init == "binary" else 2)
         allowed = torch.tensor([magnitude] if init == "binary" else [0.0, magnitude])
-        magnitudes = conv.weight.detach().abs().unique()
+        magnitudes = weight.detach().abs().unique()
         assert torch.isclose(magnitudes[:, None], allowed[None, :]).any(dim=1).all()
 
 
@@ -259,11 +257,52 @@ def test_unknown_model_name_suggests_close_matches(name):
         TimmNet(10, 3, name=name)
 
 
-def test_conv_subclasses_cannot_become_lc_blocks():
-    name = "tf_mobilenetv3_small_minimal_100"  # TensorFlow "same" padding: timm's Conv2dSame
-    assert TimmNet(10, 3, name=name)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
-    with pytest.raises(InvalidArgumentError, match=f"'{name}' cannot have LC-Blocks.*Conv2dSame"):
-        TimmNet(10, 3, name=name, expansion=2)
+def test_conv2d_same_converts_keeps_its_own_padding_and_folded_equals_explicit():
+    # TensorFlow "same" padding of the tf_* models: timm's Conv2dSame pads in its own forward, by the
+    # input's size (the strided 3 x 3 stem on 32 x 32: 0 before, 1 after, unlike any padding argument).
+    torch.manual_seed(0)
+    model = TimmNet(10, 3, name="tf_mobilenetv3_small_minimal_100", expansion=2).double().eval()
+    blocks = [conv for _, conv in lc_blocks(model)]
+    assert blocks and all(isinstance(conv, timm.layers.Conv2dSame) for conv in blocks)
+    # the same weights in the plain model's Conv2dSame layers
+    reference = TimmNet(10, 3, name="tf_mobilenetv3_small_minimal_100").double().eval()
+    state = {key: value for key, value in model.state_dict().items() if ".parametrizations." not in key}
+    reference.load_state_dict(state | {f"{name}.weight": combined_weight(conv) for name, conv in lc_blocks(model)})
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(model(x), reference(x), rtol=1e-12, atol=1e-12)
+    folded = outputs_and_grads_of(model, x)
+    explicit = outputs_and_grads_of(set_lc_form(copy.deepcopy(model), "explicit"), x)
+    for a, b in zip(folded, explicit, strict=True):
+        assert rel_err(a, b) < 1e-12
+
+
+def outputs_and_grads_of(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """[output, grad of every LC-Block's S and P] of a model with any number of LC-Blocks."""
+    model.zero_grad()
+    out = model(x)
+    proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    (out * proj).sum().backward()
+    return [out.detach(), *(w.grad.clone() for _, block in lc_blocks(model) for w in lc_weights(block))]
+
+
+def test_std_conv2d_converts_and_standardises_the_combined_weight():
+    # BiT's StdConv2d standardises its weight in its own forward: as an LC-Block it standardises
+    # W = P S. Not linear in its weight, it has no explicit form (two convolutions cannot equal it).
+    torch.manual_seed(0)
+    model = TimmNet(10, 3, name="resnetv2_50x1_bit", expansion=2).double()
+    blocks = [conv for _, conv in lc_blocks(model)]
+    assert blocks and all(isinstance(conv, timm.layers.StdConv2d) for conv in blocks)
+    block, x = blocks[1], torch.randn(2, blocks[1].in_channels, 8, 8, dtype=torch.float64)
+    spatial, pointwise = lc_weights(block)
+    # the standardised combined weight, computed by hand: each filter minus its mean, over its std
+    combined = (pointwise @ spatial.flatten(1)).view_as(combined_weight(block))
+    mean = combined.mean(dim=(1, 2, 3), keepdim=True)
+    std = (combined.var(dim=(1, 2, 3), unbiased=False, keepdim=True) + block.eps).sqrt()
+    expected = nn.functional.conv2d(x, (combined - mean) / std, None, block.stride, block.padding)
+    torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-12)
+    assert model(torch.randn(2, 3, 32, 32, dtype=torch.float64)).shape == (2, 10)
+    with pytest.raises(InvalidArgumentError, match="StdConv2d is not linear in its weight.*use lc_form=folded"):
+        TimmNet(10, 3, name="resnetv2_50x1_bit", expansion=2, lc_form="explicit")
 
 
 @pytest.mark.parametrize(

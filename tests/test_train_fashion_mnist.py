@@ -37,4 +37,4 @@ def test_the_quick_run_reaches_85_percent_on_the_full_test_split_in_3_minutes(tm
     assert summary and float(summary[1]) == pytest.approx(val_acc[-1].value, abs=5e-5)
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 469
-    assert checkpoint["state_dict"]["network.stem.0.spatial.weight"].shape == (16 * 4, 1, 3, 3)
+    assert checkpoint["state_dict"]["network.stem.0.parametrizations.weight.original0"].shape == (16 * 4, 1, 3, 3)

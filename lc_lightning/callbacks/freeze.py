@@ -5,7 +5,7 @@ import hashlib
 import torch
 from lightning import Callback, LightningModule, Trainer
 
-from lc_lightning.nn import spatial_convs
+from lc_lightning.nn import spatial_weights
 
 
 def _digest(tensor: torch.Tensor) -> str:
@@ -15,7 +15,7 @@ def _digest(tensor: torch.Tensor) -> str:
 
 
 class FreezeSpatialConvs(Callback):
-    """Freeze every spatial weight: plain convs with a kernel > 1 and the LC-Blocks' ``spatial``.
+    """Freeze every spatial weight: plain convs with a kernel > 1 and the LC-Blocks' S (``spatial_weights``).
 
     At ``setup`` (before the optimizer is built) their ``requires_grad`` is set to False,
     so the optimizer never sees them: no updates, no weight decay. Pointwise, BN and FC
@@ -31,7 +31,7 @@ class FreezeSpatialConvs(Callback):
     @staticmethod
     def frozen_weights(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
         """The spatial weights this callback freezes, by qualified parameter name."""
-        return {f"{name}.weight" if name else "weight": conv.weight for name, conv in spatial_convs(module)}
+        return spatial_weights(module)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":

@@ -3,7 +3,7 @@
 from torch import nn
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.nn import SpatialInit, check_init, convert_to_lc, init_spatial_, spatial_convs
+from lc_lightning.nn import LCForm, SpatialInit, check_init, check_lc_form, convert_to_lc, init_spatial_, spatial_convs
 
 
 class BasicBlock(nn.Module):
@@ -44,6 +44,12 @@ class CifarResNet(nn.Module):
         expansion: E >= 1 turns every spatial conv, the stem included, into an LC-Block of E
             random filters per output channel; None keeps plain convolutions (the baseline).
         init: the random init of the spatial filters (see ``lc_lightning.nn.init_spatial_``).
+        lc_form: how the LC-Blocks compute: ``folded`` (one convolution with W = P S),
+            ``explicit`` (the paper's two convolutions) or ``preconditioned`` (W trained with
+            its gradient times S^T S: the same trajectory for frozen spatial filters and SGD, at
+            the baseline's cost for any E; see ``lc_lightning.nn.lc_block``).
+        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)), so that a
+            larger E gives more combinations but not a larger step on W.
     """
 
     def __init__(
@@ -55,6 +61,8 @@ class CifarResNet(nn.Module):
         kernel_size: int = 3,
         expansion: int | None = None,
         init: SpatialInit = "kaiming_uniform",
+        lc_form: LCForm = "folded",
+        normalized_lc_step: bool = False,
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -66,6 +74,7 @@ class CifarResNet(nn.Module):
         if width < 1:
             raise InvalidArgumentError(f"width must be >= 1, got {width}")
         check_init(init)
+        check_lc_form(lc_form)
         blocks_per_stage = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, kernel_size, 1, kernel_size // 2, bias=False),
@@ -87,7 +96,7 @@ class CifarResNet(nn.Module):
             for _, conv in spatial_convs(self):
                 init_spatial_(conv.weight, init)
         else:
-            convert_to_lc(self, expansion, init)
+            convert_to_lc(self, expansion, init, lc_form, normalized_lc_step)
 
     def forward(self, x):
         return self.fc(self.pool(self.stages(self.stem(x))))

@@ -6,7 +6,16 @@ import timm
 from torch import nn
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.nn import SpatialInit, check_expansion, check_init, convert_to_lc, init_spatial_, spatial_convs
+from lc_lightning.nn import (
+    LCForm,
+    SpatialInit,
+    check_expansion,
+    check_init,
+    check_lc_form,
+    convert_to_lc,
+    init_spatial_,
+    spatial_convs,
+)  # fmt: skip
 
 
 def _check_model_name(name: str) -> None:
@@ -43,11 +52,14 @@ class TimmNet(nn.Module):
         expansion: E >= 1 makes every dense spatial conv an LC-Block of E random filters per
             output channel; None keeps plain convolutions (the baseline).
         init: the random init of every spatial filter (see ``lc_lightning.nn.init_spatial_``).
+        lc_form: how the LC-Blocks compute (``folded``, ``explicit`` or ``preconditioned``; see
+            ``CifarResNet``). Every nn.Conv2d class converts and keeps its own forward
+            (``Conv2dSame`` of the ``tf_*`` models, ``StdConv2d``), except that the explicit form
+            needs a convolution linear in its weight (not ``StdConv2d``).
+        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)) (see ``CifarResNet``).
 
-    Raises InvalidArgumentError for an unknown model name (suggesting close matches), an
-    invalid expansion or init, and, with ``expansion`` set, for a model whose dense spatial
-    convs are nn.Conv2d subclasses with their own forward (e.g. ``Conv2dSame`` in the ``tf_*``
-    models, ``StdConv2d``), which cannot become LC-Blocks.
+    Raises InvalidArgumentError for an unknown model name (suggesting close matches) and an
+    invalid expansion, init or lc_form.
     """
 
     def __init__(
@@ -57,11 +69,14 @@ class TimmNet(nn.Module):
         name: str = "resnet18d",
         expansion: int | None = None,
         init: SpatialInit = "kaiming_uniform",
+        lc_form: LCForm = "folded",
+        normalized_lc_step: bool = False,
     ) -> None:
         super().__init__()
         if expansion is not None:
             check_expansion(expansion)
         check_init(init)
+        check_lc_form(lc_form)
         _check_model_name(name)
         self.model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
         # Every spatial conv, grouped and depthwise ones included, gets the named init; with an
@@ -69,13 +84,7 @@ class TimmNet(nn.Module):
         for _, conv in spatial_convs(self.model):
             init_spatial_(conv.weight, init)
         if expansion is not None:
-            try:
-                convert_to_lc(self.model, expansion, init)
-            except TypeError as error:
-                raise InvalidArgumentError(
-                    f"timm model {name!r} cannot have LC-Blocks: {error}; use expansion=None, or a model "
-                    f"built from plain nn.Conv2d (e.g. resnet50 rather than a tf_* variant)"
-                ) from error
+            convert_to_lc(self.model, expansion, init, lc_form, normalized_lc_step)
 
     def forward(self, x):
         return self.model(x)

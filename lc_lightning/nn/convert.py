@@ -1,11 +1,19 @@
-"""Turn the spatial convolutions of any model into LC-Blocks, and find them again."""
+"""Turn the spatial convolutions of any model into LC-Blocks, and find the spatial filters again."""
 
 from collections.abc import Iterator
 
 from torch import nn
 
 from lc_lightning.nn.init import SpatialInit, check_init
-from lc_lightning.nn.lc_conv import LCConv2d, check_expansion
+from lc_lightning.nn.lc_block import (
+    LCForm,
+    check_expansion,
+    check_lc_form,
+    lc_blocks,
+    lc_form,
+    lc_weights,
+    make_lc_block,
+)
 
 
 def is_spatial(conv: nn.Conv2d) -> bool:
@@ -13,45 +21,50 @@ def is_spatial(conv: nn.Conv2d) -> bool:
     return any(k > 1 for k in conv.kernel_size)
 
 
-def _to_lc(conv: nn.Conv2d, expansion: int, init: str) -> LCConv2d:
-    if type(conv) is not nn.Conv2d:
-        raise TypeError(
-            f"cannot convert {type(conv).__qualname__} (a subclass of nn.Conv2d with its own "
-            f"forward) into an LC-Block; only plain nn.Conv2d layers are converted"
-        )
-    return LCConv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, bias=conv.bias is not None, expansion=expansion, init=init,
-        padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
-    )  # fmt: skip
+def convert_to_lc(
+    module: nn.Module, expansion: int, init: SpatialInit = "kaiming_uniform", form: LCForm = "folded",
+    normalized_step: bool = False,
+) -> nn.Module:  # fmt: skip
+    """Make every convolution with a kernel > 1 and groups == 1 an LC-Block of the given form, in place.
 
-
-def convert_to_lc(module: nn.Module, expansion: int, init: SpatialInit = "kaiming_uniform") -> nn.Module:
-    """Replace every nn.Conv2d with a kernel > 1 and groups == 1 by an LCConv2d.
-
-    The LC-Block keeps the convolution's channels, kernel size, stride, padding, dilation,
-    padding mode, device and dtype; a bias moves to the pointwise part. Its spatial filters
-    are freshly drawn with ``init``. Grouped and depthwise convolutions and 1 x 1
-    convolutions stay as they are; existing LC-Blocks are left alone. The conversion is in
-    place; the (possibly new) root module is returned.
+    Any nn.Conv2d class converts (``make_lc_block``): it keeps its class, channels, kernel size,
+    stride, padding, dilation, padding mode, device, dtype and bias; its spatial filters are
+    freshly drawn with ``init``, in module order. Grouped and depthwise convolutions and 1 x 1
+    convolutions stay as they are; existing LC-Blocks are left alone. Returns ``module``.
     """
     check_expansion(expansion)
     check_init(init)
-    if isinstance(module, nn.Conv2d) and is_spatial(module) and module.groups == 1:
-        return _to_lc(module, expansion, init)
-    for name, child in module.named_children():
-        if not isinstance(child, LCConv2d):
-            setattr(module, name, convert_to_lc(child, expansion, init))
+    check_lc_form(form)
+    for _, conv in list(module.named_modules()):
+        if isinstance(conv, nn.Conv2d) and is_spatial(conv) and conv.groups == 1 and lc_form(conv) is None:
+            make_lc_block(conv, expansion, init, form, normalized_step)
     return module
 
 
 def spatial_convs(module: nn.Module) -> Iterator[tuple[str, nn.Conv2d]]:
     """Yield (qualified name, conv) for every spatial convolution of a model, in order.
 
-    These are the plain convolutions with a kernel > 1 (grouped and depthwise ones
-    included) and the ``spatial`` part of every LC-Block; pointwise 1 x 1 convolutions
-    are not spatial.
+    These are the convolutions with a kernel > 1: plain ones (grouped and depthwise included)
+    and LC-Blocks. 1 x 1 convolutions are not spatial.
     """
     for name, child in module.named_modules():
         if isinstance(child, nn.Conv2d) and is_spatial(child):
             yield name, child
+
+
+def spatial_weights(module: nn.Module) -> dict[str, nn.Parameter]:
+    """The spatial filters a model learns unless frozen, by qualified parameter name, in order.
+
+    The weight of every plain spatial convolution, and S of every folded or explicit LC-Block
+    (``<conv>.parametrizations.weight.original0``). A preconditioned LC-Block has no S: its
+    weight is the combined W, trained like a pointwise weight.
+    """
+    weights = {}
+    blocks = {name: conv for name, conv in lc_blocks(module)}
+    for name, conv in spatial_convs(module):
+        prefix = f"{name}." if name else ""
+        if name not in blocks:
+            weights[f"{prefix}weight"] = conv.weight
+        elif lc_form(conv) != "preconditioned":
+            weights[f"{prefix}parametrizations.weight.original0"] = lc_weights(conv)[0]
+    return weights

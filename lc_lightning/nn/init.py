@@ -41,7 +41,7 @@ def check_init(init: str) -> str:
 
 
 @torch.no_grad()
-def init_spatial_(weight: torch.Tensor, init: str = "kaiming_uniform") -> torch.Tensor:
+def init_spatial_(weight: torch.Tensor, init: str = "kaiming_uniform", rows: int | None = None) -> torch.Tensor:
     """Fill a conv weight in place with the named random init and return it.
 
     - ``kaiming_uniform``: PyTorch's default, U[-a, a] with a = 1/sqrt(fan_in) (the paper's).
@@ -53,19 +53,27 @@ def init_spatial_(weight: torch.Tensor, init: str = "kaiming_uniform") -> torch.
     - ``binary``: +-a/sqrt(3) with equal probability, the variance of ``kaiming_uniform``.
     - ``ternary``: {-c, 0, +c} with equal probability, c = a*sqrt(1/2), the same variance.
 
-    Raises InvalidArgumentError (a ValueError) for an unknown name, listing the choices.
+    ``rows``: ``weight`` is a block of the filters of a weight with this many (c_out) rows,
+    whose fan_out the Glorot inits use; None: the whole weight. Orthogonal filters are drawn
+    for the whole weight only. Raises InvalidArgumentError (a ValueError) for an unknown name,
+    listing the choices.
     """
     check_init(init)
+    fan_in = _fan_in(weight)
+    fan_out = (weight.shape[0] if rows is None else rows) * weight[0, 0].numel()
     if init == "kaiming_uniform":
         bound = _kaiming_uniform_bound(weight)
         return weight.uniform_(-bound, bound)
     if init == "kaiming_normal":
-        return nn.init.kaiming_normal_(weight)
+        return weight.normal_(0.0, math.sqrt(2.0 / fan_in))
     if init == "glorot_uniform":
-        return nn.init.xavier_uniform_(weight)
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        return weight.uniform_(-bound, bound)
     if init == "glorot_normal":
-        return nn.init.xavier_normal_(weight)
+        return weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
     if init == "orthogonal":
+        if rows not in (None, weight.shape[0]):
+            raise ValueError("orthogonal filters are drawn for the whole weight, not a block of its rows")
         return nn.init.orthogonal_(weight)
     # Var(U[-a, a]) = a^2 / 3; binary +-v has variance v^2, ternary {-c, 0, c} has 2c^2 / 3.
     bound = _kaiming_uniform_bound(weight)

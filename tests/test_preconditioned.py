@@ -1,0 +1,105 @@
+"""The preconditioned LC-Block: W = P S trained directly with its gradient times M = S^T S.
+
+For frozen S and SGD it follows the folded block's trajectory exactly; these tests pin what it is
+built from (the folded block's own S and P for the same seed), the gradient it hands to the
+optimizer, and the normalised step.
+"""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lc_lightning.models import CifarResNet
+from lc_lightning.nn import (
+    combined_weight,
+    lc_blocks,
+    lc_form,
+    lc_step_scales,
+    lc_weights,
+    make_lc_block,
+    spatial_weights,
+)  # fmt: skip
+from lc_lightning.nn.lc_block import ROWS_PER_DRAW
+
+
+def block(form: str, init: str = "kaiming_uniform", seed: int = 0, **kwargs) -> nn.Conv2d:
+    """An LC-Block 3 -> 8, 3 x 3, E = 1024: 8192 rows of S, drawn in more than one block of rows."""
+    torch.manual_seed(seed)
+    return make_lc_block(nn.Conv2d(3, 8, 3, padding=1, bias=False, dtype=torch.float64), 1024, init, form, **kwargs)
+
+
+@pytest.mark.parametrize("init", ["kaiming_uniform", "kaiming_normal", "glorot_uniform", "ternary", "orthogonal"])
+def test_the_same_seed_gives_the_same_filters_and_w0_in_every_form(init):
+    assert 8 * 1024 > ROWS_PER_DRAW  # the draws of S are split into blocks of rows
+    folded, explicit, preconditioned = block("folded", init), block("explicit", init), block("preconditioned", init)
+    spatial, pointwise = lc_weights(folded)
+    assert all(torch.equal(a, b) for a, b in zip(lc_weights(explicit), (spatial, pointwise), strict=True))
+    rows = spatial.flatten(1)
+    torch.testing.assert_close(combined_weight(preconditioned), combined_weight(folded), rtol=1e-12, atol=0)
+    preconditioner = preconditioned.parametrizations.weight[0].preconditioner
+    torch.testing.assert_close(preconditioner, rows.T @ rows, rtol=1e-12, atol=1e-12)
+    # another seed draws other filters
+    assert not torch.equal(lc_weights(block("folded", init, seed=1))[0], spatial)
+
+
+def test_a_preconditioned_block_holds_no_spatial_filters_and_the_baselines_parameters():
+    torch.manual_seed(0)
+    baseline, preconditioned = CifarResNet(10, 3), CifarResNet(10, 3, expansion=1024, lc_form="preconditioned")
+    assert sum(p.numel() for p in preconditioned.parameters()) == sum(p.numel() for p in baseline.parameters())
+    assert spatial_weights(preconditioned) == {}  # nothing to freeze: W is trained
+    assert {lc_form(conv) for _, conv in lc_blocks(preconditioned)} == {"preconditioned"}
+    assert len(list(lc_blocks(preconditioned))) == 19
+
+
+def test_the_gradient_reaching_the_optimizer_is_the_weights_gradient_times_s_transpose_s():
+    folded, preconditioned = block("folded"), block("preconditioned")
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    target = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    # G: the gradient of the loss with respect to the combined weight W the convolution applies
+    weight = combined_weight(folded).detach().requires_grad_(True)
+    F.mse_loss(F.conv2d(x, weight, padding=1), target).backward()
+    F.mse_loss(preconditioned(x), target).backward()
+    trained = preconditioned.parametrizations.weight.original
+    spatial = lc_weights(folded)[0].flatten(1)
+    expected = (weight.grad.flatten(1) @ (spatial.T @ spatial)).view_as(weight)
+    torch.testing.assert_close(trained.grad, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_the_normalised_step_divides_by_the_mean_eigenvalue_of_s_transpose_s():
+    plain, normalised = block("preconditioned"), block("preconditioned", normalized_step=True)
+    m_plain = plain.parametrizations.weight[0].preconditioner
+    m_normalised = normalised.parametrizations.weight[0].preconditioner
+    mean_eigenvalue = m_plain.trace() / 27
+    torch.testing.assert_close(m_normalised, m_plain / mean_eigenvalue)
+    # for i.i.d. U[-a, a] filters the mean eigenvalue is about c_out E var(S) = 8 * 1024 * a^2 / 3
+    assert mean_eigenvalue.item() == pytest.approx(8 * 1024 / 27 / 3, rel=0.02)
+    folded = block("folded", normalized_step=True)
+    ((pointwise, factor),) = lc_step_scales(folded)
+    assert pointwise is lc_weights(folded)[1] and factor == pytest.approx(1 / mean_eigenvalue.item(), rel=1e-12)
+    assert lc_step_scales(block("folded")) == [] and lc_step_scales(normalised) == []
+
+
+def test_sgd_with_the_normalised_step_follows_the_same_trajectory_in_both_forms():
+    """P's lr times the factor and P's weight decay divided by it (folded) is W's step with M
+    divided by its mean eigenvalue (preconditioned): 20 steps of SGD with Nesterov momentum."""
+    folded, preconditioned = block("folded", normalized_step=True), block("preconditioned", normalized_step=True)
+    lc_weights(folded)[0].requires_grad_(False)
+    ((pointwise, factor),) = lc_step_scales(folded)
+    sgd = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}
+    optimizers = [
+        torch.optim.SGD([{"params": [pointwise], "lr": 0.05 * factor, "weight_decay": 0.01 / factor}], **sgd),
+        torch.optim.SGD([preconditioned.parametrizations.weight.original], **sgd),
+    ]
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(20):
+        x = torch.randn(4, 3, 6, 6, generator=generator, dtype=torch.float64)
+        target = torch.randn(4, 8, 6, 6, generator=generator, dtype=torch.float64)
+        for conv, optimizer in zip((folded, preconditioned), optimizers, strict=True):
+            optimizer.zero_grad()
+            F.mse_loss(conv(x), target).backward()
+            optimizer.step()
+    start = combined_weight(block("folded"))
+    moved = combined_weight(folded).detach()
+    assert (moved - start).norm() > 0.1 * start.norm()
+    torch.testing.assert_close(combined_weight(preconditioned).detach(), moved, rtol=1e-10, atol=1e-14)
