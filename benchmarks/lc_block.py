@@ -1,13 +1,16 @@
-"""Training-step time and peak memory of ResNet-LC-20-16xE: folded vs explicit vs baseline.
+"""Training-step time, memory and build time of ResNet-LC-20-16xE in each LC-Block form, against the baseline.
 
-    python benchmarks/lc_block.py [--device cpu|cuda] [--batch-size 128] [--expansions 1 8 32 128]
+    python benchmarks/lc_block.py [--device cpu|cuda] [--batch-size 128] [--expansions 1 8 128 1024 8192]
 
-Each configuration runs in its own process (fresh allocator, own peak memory): one
-warm-up step, then timed steps (forward + backward + SGD step) until --min-seconds have
-passed (at least one, at most --max-steps); the median is reported, and "x baseline" is
-relative to the plain ResNet-20-16 with every weight learned. Peak memory is the growth
-of the process's peak resident memory over its memory before the first step on CPU, and
-torch.cuda.max_memory_allocated on CUDA: activations, gradients, optimizer state.
+Each configuration runs in its own process (fresh allocator, own peak memory): the network is
+built (timed: "build [s]", drawing every spatial filter), then one warm-up step, then timed
+steps (forward + backward + SGD step) until --min-seconds have passed (at least one, at most
+--max-steps); the median is reported, and "x baseline" is relative to the plain ResNet-20-16
+with every weight learned. "held [MiB]" is the network's parameters and buffers; "peak [MiB]"
+the growth of the process's peak resident memory over its memory before the first step on
+CPU, torch.cuda.max_memory_allocated on CUDA: activations, gradients, optimizer state.
+Folded rows run up to --folded-up-to, explicit rows up to --explicit-up-to (S and the E maps
+per output channel grow with E); preconditioned rows at every E (frozen spatial filters only).
 """
 
 import argparse
@@ -20,9 +23,8 @@ from torch.nn import functional as F
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.models import CifarResNet
-from lc_lightning.nn import set_folded
 
-PATHS = ("baseline", "folded", "explicit")
+PATHS = ("baseline", "preconditioned", "folded", "explicit")
 
 
 def _rss_bytes() -> int:
@@ -34,9 +36,11 @@ def measure(config: dict, args: argparse.Namespace, results) -> None:
     """Run one configuration in this (child) process; put (ms per step, peak MiB) in results."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = CifarResNet(10, 3, expansion=config["expansion"]).to(device)
-    if config["expansion"] is not None:
-        set_folded(model, config["path"] == "folded")
+    form = "folded" if config["expansion"] is None else config["path"]
+    start = time.perf_counter()
+    model = CifarResNet(10, 3, expansion=config["expansion"], lc_form=form).to(device)
+    build_seconds = time.perf_counter() - start
+    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     if config["spatial"] == "frozen":
         for weight in FreezeSpatialConvs.frozen_weights(model).values():
             weight.requires_grad_(False)
@@ -64,36 +68,42 @@ def measure(config: dict, args: argparse.Namespace, results) -> None:
         peak = torch.cuda.max_memory_allocated() - memory_before
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - memory_before
-    results.put((1000 * sorted(times)[len(times) // 2], peak / 2**20))
+    results.put((1000 * sorted(times)[len(times) // 2], peak / 2**20, held / 2**20, build_seconds))
 
 
-def configurations(expansions: list[int], paths: list[str]) -> list[dict]:
+def configurations(args: argparse.Namespace) -> list[dict]:
+    """The rows to measure: the baseline first, then by E each form's rows that fit."""
+    up_to = {"preconditioned": max(args.expansions), "folded": args.folded_up_to, "explicit": args.explicit_up_to}
     rows = [{"expansion": None, "path": "baseline", "spatial": spatial} for spatial in ("learnable", "frozen")]
-    for expansion in expansions:
-        for path in ("folded", "explicit"):
-            for spatial in ("frozen", "learnable"):
-                rows.append({"expansion": expansion, "path": path, "spatial": spatial})
-    return [row for row in rows if row["path"] in paths]
+    for expansion in args.expansions:
+        for path in PATHS[1:]:
+            # preconditioned: frozen spatial filters only (with learnable ones the reduction is not exact)
+            for spatial in ("frozen",) if path == "preconditioned" else ("frozen", "learnable"):
+                if path in args.paths and expansion <= up_to[path]:
+                    rows.append({"expansion": expansion, "path": path, "spatial": spatial})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--expansions", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--expansions", type=int, nargs="+", default=[1, 8, 128, 1024, 8192])
+    parser.add_argument("--folded-up-to", type=int, default=1024, help="the largest E of the folded rows")
+    parser.add_argument("--explicit-up-to", type=int, default=128, help="the largest E of the explicit rows")
     parser.add_argument("--min-seconds", type=float, default=10.0, help="time at least this long per configuration")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument(
-        "--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which rows (the baseline is always run first)"
+        "--paths", nargs="+", choices=PATHS[1:], default=list(PATHS[1:]), help="which forms (after the baseline rows)"
     )
     args = parser.parse_args()
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"ResNet-LC-20-16xE training step, batch {args.batch_size}, fp32, {name}, torch {torch.__version__}\n")
-    print("| model | E | path | spatial | step [ms] | x baseline | peak memory [MiB] |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | E | form | spatial | build [s] | held [MiB] | step [ms] | x baseline | peak [MiB] |")
+    print("|---|---|---|---|---|---|---|---|---|")
     context = multiprocessing.get_context("spawn")
     baseline_ms = None  # the plain, fully learned ResNet-20-16: the first row
-    for config in configurations(args.expansions, ["baseline", *args.paths]):
+    for config in configurations(args):
         results = context.Queue()
         process = context.Process(target=measure, args=(config, args, results))
         process.start()
@@ -101,11 +111,11 @@ def main() -> None:
         model = "ResNet-20-16" if config["expansion"] is None else "ResNet-LC-20-16"
         label = f"| {model} | {config['expansion'] or '-'} | {config['path']} | {config['spatial']} |"
         if process.exitcode != 0:
-            print(f"{label} failed (exit {process.exitcode}, e.g. out of memory) | | |", flush=True)
+            print(f"{label} failed (exit {process.exitcode}, e.g. out of memory) | | | | |", flush=True)
             continue
-        ms, mib = results.get()
+        ms, peak, held, build = results.get()
         baseline_ms = baseline_ms or ms
-        print(f"{label} {ms:.1f} | {ms / baseline_ms:.2f} | {mib:.0f} |", flush=True)
+        print(f"{label} {build:.2f} | {held:.1f} | {ms:.1f} | {ms / baseline_ms:.2f} | {peak:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
