@@ -7,10 +7,14 @@ optimizer, and the normalised step.
 
 import pytest
 import torch
+from lightning import LightningDataModule, Trainer
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
+from lc_lightning.analysis import combined_filters, fgsm_robust, normalized_entropy, spatial_variance
 from lc_lightning.models import CifarResNet
+from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import (
     combined_weight,
     lc_blocks,
@@ -103,3 +107,73 @@ def test_sgd_with_the_normalised_step_follows_the_same_trajectory_in_both_forms(
     moved = combined_weight(folded).detach()
     assert (moved - start).norm() > 0.1 * start.norm()
     torch.testing.assert_close(combined_weight(preconditioned).detach(), moved, rtol=1e-10, atol=1e-14)
+
+
+def networks(dtype: torch.dtype = torch.float64, expansion: int = 8) -> dict[str, nn.Module]:
+    """ResNet-LC-20-16xE in the folded and the preconditioned form, from one seed, built in ``dtype``."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        built = {}
+        for form in ("folded", "preconditioned"):
+            torch.manual_seed(0)
+            built[form] = CifarResNet(10, 3, expansion=expansion, lc_form=form)
+        return built
+    finally:
+        torch.set_default_dtype(default)
+
+
+def test_the_analysis_gives_a_preconditioned_network_the_folded_networks_values():
+    built = networks()
+    filters = {form: combined_filters(network) for form, network in built.items()}
+    assert list(filters["preconditioned"]) == list(filters["folded"]) and len(filters["folded"]) == 19
+    for name, weight in filters["folded"].items():
+        torch.testing.assert_close(filters["preconditioned"][name], weight, rtol=1e-6, atol=1e-7)
+        assert normalized_entropy(filters["preconditioned"][name]) == pytest.approx(normalized_entropy(weight), 1e-5)
+    heatmaps = {form: spatial_variance(f.values()) for form, f in filters.items()}
+    torch.testing.assert_close(heatmaps["preconditioned"], heatmaps["folded"])
+    images = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    targets = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(4))
+    robust = {form: fgsm_robust(network.eval(), images, targets, 1 / 255) for form, network in built.items()}
+    assert torch.equal(robust["preconditioned"], robust["folded"])
+
+
+class RandomImages(LightningDataModule):
+    """30 batches of 16 random fp64 images and labels: the same every run."""
+
+    def train_dataloader(self):
+        generator = torch.Generator().manual_seed(1)
+        images = torch.rand(30 * 16, 3, 32, 32, generator=generator, dtype=torch.float64)
+        labels = torch.randint(0, 10, (30 * 16,), generator=generator)
+        return DataLoader(TensorDataset(images, labels), batch_size=16)
+
+
+def test_30_steps_of_the_modules_own_recipe_take_both_forms_along_one_trajectory_in_fp64():
+    """The issue's check: ResNet-LC-20-16x8 with frozen spatial filters, the module's own optimizer and
+    schedule (SGD, Nesterov 0.9, weight decay 0.01, cosine per step) and loss (label smoothing), BN in
+    training mode: every combined weight, BN and FC parameter (and BN statistic) of the preconditioned
+    run equals the folded run's to a relative 1e-10."""
+    results = {}
+    for form, network in networks().items():
+        built = lambda classes, channels, n=network: n  # noqa: E731
+        module = ImageClassifier(built, 10, 3, (0.5,) * 3, (0.25,) * 3, freeze_spatial=True)
+        trainer = Trainer(
+            accelerator="cpu", max_steps=30, precision="64-true", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(module, datamodule=RandomImages())
+        assert trainer.global_step == 30
+        optimizer = trainer.optimizers[0]
+        assert type(optimizer).__name__ in ("SGD", "PaperSGD") and optimizer.param_groups[0]["nesterov"]
+        state = {name: value for name, value in network.state_dict().items() if ".parametrizations." not in name}
+        results[form] = state | {name: combined_weight(conv).detach() for name, conv in lc_blocks(network)}
+    start = networks()["folded"]
+    moved = combined_weight(start.stem[0]).detach()
+    assert (results["folded"]["stem.0"] - moved).norm() > 1e-3 * moved.norm()  # the weights did move
+    assert results["folded"].keys() == results["preconditioned"].keys()
+    for name, folded in results["folded"].items():
+        preconditioned = results["preconditioned"][name]
+        if folded.is_floating_point():
+            assert ((preconditioned - folded).norm() / folded.norm()).item() < 1e-10, name
+        else:
+            assert torch.equal(preconditioned, folded), name

@@ -300,3 +300,30 @@ def lc_step_scales(module: nn.Module) -> list[tuple[nn.Parameter, float]]:
             spatial, pointwise = lc_weights(conv)
             scales.append((pointwise, float(spatial[0].numel() / spatial.detach().double().square().sum())))
     return scales
+
+
+def check_preconditioning_is_exact(
+    module: nn.Module, frozen_spatial: bool, optimizer: torch.optim.Optimizer | None = None,
+    gradient_clip_val: float | None = None,
+) -> None:  # fmt: skip
+    """Raise InvalidArgumentError if ``module`` has preconditioned LC-Blocks trained where W would
+    not follow the folded form's trajectory: learnable spatial filters, an optimizer that is not
+    SGD (momentum, Nesterov, dampening and weight decay are linear and allowed), or gradient
+    clipping (the norm of W's gradient is not P's). ``optimizer`` None: not built yet."""
+    if not any(lc_form(conv) == "preconditioned" for _, conv in lc_blocks(module)):
+        return
+    if not frozen_spatial:
+        raise InvalidArgumentError(
+            "lc_form=preconditioned needs frozen spatial filters (freeze_spatial=true): with learnable S, "
+            "W = P S does not follow a fixed preconditioner; use lc_form=folded for learnable ones"
+        )
+    if optimizer is not None and not isinstance(optimizer, torch.optim.SGD):
+        raise InvalidArgumentError(
+            f"lc_form=preconditioned is exact for SGD only, not {type(optimizer).__name__}: an adaptive "
+            f"optimizer scales each entry of P's gradient, which W = P S cannot follow; use lc_form=folded"
+        )
+    if gradient_clip_val:
+        raise InvalidArgumentError(
+            f"lc_form=preconditioned cannot clip gradients (gradient_clip_val={gradient_clip_val}): the norm of "
+            f"W's gradient is not that of P's, so clipping would change the run; use lc_form=folded or no clipping"
+        )
