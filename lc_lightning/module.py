@@ -11,7 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError, TrainingDivergedError
-from lc_lightning.nn import lc_form
+from lc_lightning.nn import check_preconditioning_is_exact, lc_form
 
 # The ranges lc-train checks while it parses: lr > 0, weight decay >= 0, momentum and label smoothing in [0, 1)
 UnitIntervalFromZero = restricted_number_type("UnitIntervalFromZero", float, [(">=", 0), ("<", 1)])
@@ -87,6 +87,7 @@ class ImageClassifier(LightningModule):
         lr_reference_batch = None if lr_reference_batch is None else int(lr_reference_batch)
         self.save_hyperparameters()
         self.network = network(num_classes, in_channels)
+        check_preconditioning_is_exact(self.network, freeze_spatial)
         if channels_last:
             _convolutions_to_channels_last(self.network)
         if compile:

@@ -43,7 +43,8 @@ def test_cifar10_e32_prints_the_complete_paper_recipe(capsys):
     printed = printed_config(capsys, "--config", str(CONFIGS / "cifar10_e32.yaml"))
     assert printed["seed_everything"] == 0
     assert printed["model"]["network"]["init_args"] == {
-        "depth": 20, "width": 16, "kernel_size": 3, "expansion": 32, "init": "kaiming_uniform",
+        "depth": 20, "width": 16, "kernel_size": 3, "expansion": 32, "init": "kaiming_uniform", "lc_form": "folded",
+        "normalized_lc_step": False,
     }  # fmt: skip
     assert recipe_of(printed) == RECIPE and printed["model"]["freeze_spatial"] is True
     assert printed["trainer"]["max_epochs"] == 75 and printed["trainer"]["precision"] == "bf16-mixed"
@@ -76,7 +77,9 @@ def test_table1_is_resnet20_16_baseline_and_lc_x128_learnable_and_frozen(dataset
             "class_path": "lc_lightning.models.CifarResNet",
             "init_args": {
                 "depth": 20, "width": 16, "kernel_size": 3, "init": "kaiming_uniform",
-                "expansion": None if mode == "baseline" else 128,
+                "expansion": None if mode == "baseline" else 128, "normalized_lc_step": False,
+                # frozen random: the folded form's trajectory at the baseline's cost
+                "lc_form": "preconditioned" if mode == "lc_frozen" else "folded",
             },
         }  # fmt: skip
         assert printed["model"]["freeze_spatial"] is (mode == "lc_frozen")
@@ -95,7 +98,10 @@ def test_table2_is_resnet18d_on_imagenet_ready_for_ddp_and_bf16(expansion, capsy
         printed = printed_config(capsys, *config_args(config), "--config", str(CONFIGS / "trainer" / "ddp.yaml"))
         assert printed["model"]["network"] == {
             "class_path": "lc_lightning.models.TimmNet",
-            "init_args": {"name": "resnet18d", "expansion": expansion, "init": "kaiming_uniform"},
+            "init_args": {
+                "name": "resnet18d", "expansion": expansion, "init": "kaiming_uniform", "lc_form": "folded",
+                "normalized_lc_step": False,
+            },
         }
         assert printed["model"]["freeze_spatial"] is (mode == "frozen")
         model = printed["model"]
@@ -131,6 +137,7 @@ def test_the_base_of_the_figure_grids_is_resnet_lc_20_16x1_frozen_logging_the_me
     base = printed_config(capsys, "--config", str(CONFIGS / "sweeps" / "base.yaml"))
     assert base["model"]["network"]["init_args"] == {
         "depth": 20, "width": 16, "kernel_size": 3, "expansion": 1, "init": "kaiming_uniform",
+        "lc_form": "preconditioned", "normalized_lc_step": False,
     }  # fmt: skip
     assert base["model"]["freeze_spatial"] is True and recipe_of(base) == RECIPE
     assert base["data"]["class_path"] == "lc_lightning.data.CIFAR10DataModule"

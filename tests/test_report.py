@@ -104,6 +104,12 @@ def test_paper_numbers_of_configs():
     assert paper.paper_numbers(deeper) == {}
     assert paper.recipe_differences(config()) == {"trainer.max_epochs": (2, 75)}
     assert paper.recipe_differences(deeper) == {}  # not a Table 1 cell
+    preconditioned = config()
+    preconditioned["model"]["network"]["init_args"]["lc_form"] = "preconditioned"
+    assert paper.paper_numbers(preconditioned) == {"val/acc": (92.55, 0.28)}  # the same run, computed otherwise
+    normalized = config()
+    normalized["model"]["network"]["init_args"]["normalized_lc_step"] = True
+    assert paper.paper_numbers(normalized) == {}  # another recipe of the LC-Blocks' step
     svhn = cifar10_config(Run("run", {EXPANSION: 128, FREEZE: True}), data="SVHNDataModule")
     assert paper.paper_numbers(svhn) == {"val/acc": (96.27, 0.14)}
 

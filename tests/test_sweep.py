@@ -241,6 +241,11 @@ FIGURE_AXES = {
         "model.freeze_spatial": [True, False],
     },
     "figure7a": {"model.network.init_args.kernel_size": [3, 5, 7, 9], EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128]},
+    "figure4_beyond": {EXPANSION: [256, 512, 1024, 2048, 4096, 8192], "model.freeze_spatial": [True]},
+    "figure4_step": {
+        EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128, 1024, 8192],
+        "model.network.init_args.normalized_lc_step": [False, True],
+    },
 }
 
 
@@ -260,6 +265,11 @@ def test_figure_grids_change_only_their_axes_of_the_cifar10_base(figure, tmp_pat
                 _set(expected, key, _get(config, key))
         if _get(config, EXPANSION) is None:  # the baseline: every weight learned
             assert config["model"]["freeze_spatial"] is False, name
+        # frozen random LC-Blocks are preconditioned (the folded trajectory at the baseline's cost);
+        # learned ones cannot be (lc-train would refuse the run)
+        lc_form = config["model"]["network"]["init_args"]["lc_form"]
+        if _get(config, EXPANSION) is not None:
+            assert (lc_form == "preconditioned") is config["model"]["freeze_spatial"], name
         assert config == expected, name
 
 

@@ -77,6 +77,7 @@ def _table_1_cell(config: dict) -> tuple[float, float] | None:
         _class_name(config, "model.network.class_path") != "CifarResNet"
         or (network.get("depth", 20), network.get("width", 16), network.get("kernel_size", 3)) != (20, 16, 3)
         or network.get("init", "kaiming_uniform") != "kaiming_uniform"
+        or network.get("normalized_lc_step", False)
     ):
         return None
     dataset = TABLE_1_DATASETS.get(_class_name(config, "data.class_path"))
@@ -94,6 +95,7 @@ def _table_2_cell(config: dict) -> tuple[float, float] | None:
         _class_name(config, "model.network.class_path") != "TimmNet"
         or network.get("name", "resnet18d") != "resnet18d"
         or network.get("init", "kaiming_uniform") != "kaiming_uniform"
+        or network.get("normalized_lc_step", False)
         or _class_name(config, "data.class_path") != "ImageNetDataModule"
     ):
         return None
