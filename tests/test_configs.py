@@ -5,7 +5,7 @@ import yaml
 from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, printed_config
 
 from lc_lightning.cli import build_cli
-from lc_lightning.nn import lc_blocks, spatial_convs, spatial_weights
+from lc_lightning.nn import lc_blocks, lc_form, spatial_convs, spatial_weights
 
 GRIDS = CONFIGS / "grids"  # lc-sweep's grid files (tests/test_sweep.py), not lc-train configs
 EXPERIMENTS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml" and GRIDS not in p.parents)
@@ -99,7 +99,10 @@ def test_table2_is_resnet18d_on_imagenet_ready_for_ddp_and_bf16(expansion, capsy
         assert printed["model"]["network"] == {
             "class_path": "lc_lightning.models.TimmNet",
             "init_args": {
-                "name": "resnet18d", "expansion": expansion, "init": "kaiming_uniform", "lc_form": "folded",
+                "name": "resnet18d",
+                "expansion": expansion,
+                "init": "kaiming_uniform",
+                "lc_form": "folded",
                 "normalized_lc_step": False,
             },
         }
@@ -209,3 +212,16 @@ def test_figure1_trains_a_timm_model_on_tiny_cifar10(tiny_cifar10, tmp_path, mon
     cli = fast_dev_run("figure1/mobilenetv3_large_100_frozen.yaml", tiny_cifar10[0])
     depthwise = [conv for _, conv in spatial_convs(cli.model) if conv.groups > 1]
     assert depthwise and frozen_and_trainable(cli.model) == (True, True)
+
+
+def test_the_figure_base_trains_preconditioned_with_every_measurement_on_tiny_cifar10(
+    tiny_cifar10, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    cli = fast_dev_run("sweeps/base.yaml", tiny_cifar10[0], "--model.network.init_args.expansion=8")
+    assert expansions(cli.model) == {8} and {lc_form(conv) for _, conv in lc_blocks(cli.model)} == {"preconditioned"}
+    assert spatial_weights(cli.model) == {} and all(p.requires_grad for p in cli.model.parameters())
+    metrics = cli.trainer.callback_metrics
+    for key in ("val/fgsm_acc", "filters/entropy_first", "filters/entropy_last"):
+        assert key in metrics, key
+    assert 0.5 < metrics["filters/entropy_first"] < 1.5  # random-looking combined filters after one step
