@@ -157,13 +157,24 @@ class ImageClassifier(LightningModule):
 
     def configure_optimizers(self):
         """The optimizer, built from ``parameter_groups()`` with every group's lr scaled by ``lr_scale()``,
-        and the schedule, built from it and the run's length in optimizer steps, stepped every step."""
-        optimizer = self.optimizer(self.parameter_groups())
+        and the schedule, built from it and the run's length in optimizer steps, stepped every step.
+        Arguments that torch refuses (a ValueError: a negative lr, Nesterov without momentum...) raise
+        InvalidArgumentError naming the option."""
+        try:
+            optimizer = self.optimizer(self.parameter_groups())
+        except ValueError as error:
+            raise InvalidArgumentError(f"--model.optimizer: {error}") from None
         scale = self.lr_scale()
         for group in optimizer.param_groups:  # before the scheduler records each group's initial_lr
             group["lr"] *= scale
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = self.lr_scheduler(optimizer, total_steps)
+        try:
+            scheduler = self.lr_scheduler(optimizer, total_steps)
+        except ValueError as error:
+            raise InvalidArgumentError(
+                f"--model.lr_scheduler: {str(error).rstrip('.')} (it is given the optimizer and the run's "
+                f"length, {total_steps} optimizer steps, as its first two arguments)"
+            ) from None
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -260,7 +260,12 @@ def test_starts_that_fail_leave_logs_as_they_were(tiny_cifar10, tmp_path, monkey
     failing = {
         "an unknown key": ["fit", *tiny_cifar_args(root), "--model.expansoin=8"],
         "a model that cannot be built": ["fit", *tiny_cifar_args(root), "--model.network.init_args.expansion=0"],
-        "a learning rate torch.optim refuses": ["fit", *tiny_cifar_args(root), "--model.lr=-0.1"],
+        "a learning rate torch.optim refuses": [
+            "fit",
+            *tiny_cifar_args(root),
+            "--model.optimizer=torch.optim.AdamW",
+            "--model.optimizer.lr=-0.1",
+        ],
         "a missing dataset": ["fit", *tiny_cifar_args(tmp_path / "nowhere")],
         "a failed download": ["fit", *tiny_cifar_args(tmp_path / "empty"), "--data.download=true"],
         "a torn checkpoint": ["validate", f"--ckpt_path={tmp_path / 'torn.ckpt'}", *tiny_cifar_args(root)],
