@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import torch
 import yaml
 from torch import nn
 
@@ -22,19 +23,21 @@ _CLASS_PATH = re.compile(r"class_path[=:]? ?'([\w.]+)'")
 _NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
 _LITERAL = re.compile(r"Literal\[([^\]]*)\]")
 _GOT_VALUE = re.compile(r"(?:Got|Given) value: ([^\n]*?)(?:\. Got value:|$)", re.MULTILINE)
-_RESTRICTION = re.compile(r"Not of type \w+: (\S+) does not conform to restriction (.+)")
+_RESTRICTION = re.compile(r"Not of type \w+: (\S+) does not conform to restriction (.+?)(?:\. Got value:|$)", re.M)
 _EXPECTED_TYPE = re.compile(r"Expected a <class '(\w+)'>\. Got value: (\S+)")
 _NOT_A_NUMBER = re.compile(r"could not convert string to (\w+): '([^']*)'")
 _MISSING_FILE = re.compile(r"File does not exist: '([^']+)'")
-_NO_CLASS = re.compile(r"Expected a dot import path string: (\S+)")
+_NO_CLASS = re.compile(r"Expected a dot import path string: (\S+)|module '([\w.]+)' has no attribute '(\w+)'")
+_NOT_SUBCLASS = re.compile(r"Expected '([\w.]+)' to be a subclass of <class '(\w+)'>")
 _INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)")
 
 
 def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence[str]]) -> str:
     """The one-line form of a parser error ``message``.
 
-    ``options`` are the dotted keys the command accepts (``model.lr``, ``trainer.max_epochs``,
-    ``model.network.init_args.expansion``...), for "did you mean" on unknown options;
+    ``options`` are the dotted keys the command accepts (``trainer.max_epochs``,
+    ``model.network.init_args.expansion``, ``model.optimizer.init_args.lr``...), for "did you
+    mean" on unknown options and on ambiguous abbreviations of options;
     ``classes`` maps a key to the import paths of the classes it usually takes
     (``model.network`` -> ``lc_lightning.models.CifarResNet``...), for unknown class names.
     A message of no known form comes back with its lines joined.
@@ -44,6 +47,8 @@ def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence
         unknown = [arg.split("=")[0] for arg in message.split(":", 1)[1].split() if arg.startswith("-")]
         if unknown:
             return _unknown_option(unknown[0].lstrip("-"), options)
+    if message.startswith("ambiguous option:"):  # argparse takes a prefix of one option for it, not of several
+        return _unknown_option(message.split(":", 1)[1].split()[0].split("=")[0].lstrip("-"), options)
     if choice := _INVALID_CHOICE.search(message):
         name, value, choices = choice.groups()
         valid = [option.strip(" '") for option in choices.split(",")]
@@ -60,23 +65,28 @@ def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence
     if rejected := _NOT_ACCEPTED.search(message):
         name = rejected.group(1)
         class_path = _CLASS_PATH.search(message)
-        parameters = class_parameters(class_path.group(1)) if class_path else []
+        passed, parameters, what = _parameters(class_path.group(1)) if class_path else ([], [], "")
         owner = class_path.group(1).rpartition(".")[2] if class_path else key
-        hint = _did_you_mean(name, parameters, f"--{key}.init_args.")
         listing = f" (its arguments: {', '.join(parameters)})" if parameters else ""
+        if name in passed:
+            return f"--{key}.init_args.{name}: set by lc-train, which gives {owner} {what}{listing}"
+        hint = _did_you_mean(name, parameters, f"--{key}.init_args.")
         return f"--{key}.init_args.{name}: {owner} has no argument {name!r}{hint}{listing}"
     if restriction := _RESTRICTION.search(message):
         value, rule = restriction.groups()
         bounds = re.sub(r"v([<>=!]+)", r"\1 ", rule)  # "v>=0 and v<1" -> ">= 0 and < 1"
         return f"{option}={value} is out of range: it must be {bounds}"
     if no_class := _NO_CLASS.search(message):
-        name = no_class.group(1)
+        name = no_class.group(1) or f"{no_class.group(2)}.{no_class.group(3)}"
         known = classes.get(key, [])
-        short = {path.rpartition(".")[2]: path for path in known}
-        close = difflib.get_close_matches(name.rpartition(".")[2], list(short), n=1, cutoff=0.6)
+        short = {path.rpartition(".")[2].lower(): path for path in known}  # AdamW for adamw, too
+        close = difflib.get_close_matches(name.rpartition(".")[2].lower(), list(short), n=1, cutoff=0.6)
         hint = f"; did you mean {short[close[0]]}?" if close else ""
-        listing = f" (for example {', '.join(known)})" if known and not close else ""
+        listing = _for_example(known) if not close else ""
         return f"{option}: no class {name!r} can be imported{hint}{listing}"
+    if not_subclass := _NOT_SUBCLASS.search(message):
+        name, base = not_subclass.groups()
+        return f"{option}: {name} is not a subclass of {base}{_for_example(classes.get(key, []))}"
     choices = [choice.strip(" '") for literal in _LITERAL.findall(message) for choice in literal.split(",")]
     choices = list(dict.fromkeys(choices))  # a Union lists some choices twice
     value = _GOT_VALUE.search(message)
@@ -147,6 +157,11 @@ def _unknown_option(key: str, options: Sequence[str]) -> str:
     return f"unknown option --{key}{hint} (lc-train fit --help lists the options)"
 
 
+def _for_example(class_paths: Sequence[str]) -> str:
+    """' (for example A, B...)' with the first five of ``class_paths`` (the usual ones come first); '' for none."""
+    return f" (for example {', '.join(class_paths[:5])})" if class_paths else ""
+
+
 def _did_you_mean(given: str, valid: Sequence[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.6)
     return f"; did you mean {prefix}{close[0]}?" if close else ""
@@ -154,17 +169,29 @@ def _did_you_mean(given: str, valid: Sequence[str], prefix: str = "") -> str:
 
 def class_parameters(class_path: str) -> list[str]:
     """The names of the arguments that the ``__init__`` of the class at ``class_path`` takes by
-    name; [] where it cannot be imported. A network's ``num_classes`` and ``in_channels``, which
-    ImageClassifier passes, are left out."""
+    name, less those ImageClassifier passes itself (a network's ``num_classes`` and
+    ``in_channels``, an optimizer's parameters, a schedule's optimizer and run length); [] where
+    it cannot be imported."""
+    return _parameters(class_path)[1]
+
+
+def _parameters(class_path: str) -> tuple[list[str], list[str], str]:
+    """The arguments of the class at ``class_path`` as (those ImageClassifier passes, the others,
+    what the passed ones are); ([], [], "") where it cannot be imported."""
     module, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
-        return []
+        return [], [], ""
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if issubclass(cls, nn.Module) and [p.name for p in parameters[:2]] == ["num_classes", "in_channels"]:
-        parameters = parameters[2:]
-    return [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    names = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if issubclass(cls, torch.optim.lr_scheduler.LRScheduler):
+        return names[:2], names[2:], "the optimizer and the run's length in optimizer steps"
+    if issubclass(cls, torch.optim.Optimizer):
+        return names[:1], names[1:], "the parameters to optimize"
+    if issubclass(cls, nn.Module) and names[:2] == ["num_classes", "in_channels"]:
+        return names[:2], names[2:], "the data's number of classes and of channels"
+    return [], names, ""
 
 
 def _joined(text: str) -> str:

@@ -30,10 +30,23 @@ from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, RunStatu
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
+# torch's optimizers, the most used first
+TORCH_OPTIMIZERS = sorted(
+    (
+        f"torch.optim.{name}"
+        for name, value in vars(torch.optim).items()
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
+    ),
+    key=lambda path: path not in ("torch.optim.SGD", "torch.optim.AdamW", "torch.optim.Adam"),
+)
+# torch's schedules whose second argument is the run's length (RunLengthScheduleCallable)
+RUN_LENGTH_SCHEDULES = ["torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.PolynomialLR"]
 # The classes a key of the config usually takes, for "did you mean" on a misspelt class or argument
 KNOWN_CLASSES = {
     "model.network": [f"lc_lightning.models.{name}" for name in models.__all__],
     "data": [f"lc_lightning.data.{name}" for name in data.__all__ if name != "ImageDataModule"],
+    "model.optimizer": ["lc_lightning.optim.PaperSGD", *TORCH_OPTIMIZERS],
+    "model.lr_scheduler": RUN_LENGTH_SCHEDULES,
 }
 # --ckpt_path values that name no file
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")

@@ -11,6 +11,7 @@ from lightning import Trainer
 from lc_lightning import data, models
 from lc_lightning.data import ImageDataModule
 from lc_lightning.module import ImageClassifier
+from lc_lightning.optim import PaperSGD
 
 TRAINER_OPTIONS = (
     "max_epochs", "accelerator", "devices", "num_nodes", "precision", "fast_dev_run",
@@ -41,7 +42,7 @@ def short_help(subcommand: str, trainer_defaults: dict) -> str:
             "Network: --model.network=CLASS (default lc_lightning.models.CifarResNet), then its arguments",
             network_lines,
         ),
-        _section("Recipe (the paper's by default)", _options(ImageClassifier, "model.")),
+        _section("Recipe (the paper's by default)", _recipe_options()),
         _section(
             "Data: --data=CLASS or --data=configs/data/<dataset>.yaml, then what every DataModule takes",
             [*map(_class_line, datamodules), *_options(ImageDataModule, "data.")],
@@ -71,18 +72,34 @@ def _section(title: str, entries: list[str]) -> str:
     return f"{title}:\n" + "\n".join(entries)
 
 
+def _recipe_options() -> list[str]:
+    """ImageClassifier's options, the default optimizer's arguments under ``--model.optimizer``."""
+    entries = []
+    for name in _defaulted(ImageClassifier):
+        entries += _options(ImageClassifier, "model.", [name])
+        if name == "optimizer":
+            entries += _options(PaperSGD, "model.optimizer.", indent=4)
+    return entries
+
+
 def _class_line(cls: type) -> str:
     """The class's import path (from its package) and the first line of its docstring."""
     package = cls.__module__.rsplit(".", 1)[0]
     return _entry(f"{package}.{cls.__name__}", (inspect.getdoc(cls) or "").split("\n")[0].replace("``", ""))
 
 
-def _options(cls: type, prefix: str, names=None, defaults: dict | None = None) -> list[str]:
+def _defaulted(cls: type) -> list[str]:
+    """The arguments of ``cls.__init__`` that have a default value, in order."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [parameter.name for parameter in parameters if parameter.default is not inspect.Parameter.empty]
+
+
+def _options(cls: type, prefix: str, names=None, defaults: dict | None = None, indent: int = 2) -> list[str]:
     """One entry per argument of ``cls.__init__`` in ``names`` (default: every one with a default
     value), with that value (or the one in ``defaults``) and its docstring's description."""
     parameters = dict(list(inspect.signature(cls.__init__).parameters.items())[1:])
     if names is None:
-        names = [name for name, parameter in parameters.items() if parameter.default is not inspect.Parameter.empty]
+        names = _defaulted(cls)
     descriptions = _descriptions(cls)
     entries = []
     for name in names:
@@ -93,7 +110,7 @@ def _options(cls: type, prefix: str, names=None, defaults: dict | None = None) -
             text = stated.group(1).strip("`'\"")
             default = {"True": True, "False": False}.get(text, text)
         shown = "" if isinstance(default, dict) else f"={_yaml(default)}"
-        entries.append(_entry(f"--{prefix}{name}{shown}", _SENTENCE_END.split(description, maxsplit=1)[0]))
+        entries.append(_entry(f"--{prefix}{name}{shown}", _SENTENCE_END.split(description, maxsplit=1)[0], indent))
     return entries
 
 
@@ -114,6 +131,8 @@ def _yaml(value) -> str:
     """``value`` as it is written in a config or on the command line."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
     return str(value)
 
 

@@ -3,18 +3,17 @@
 from collections.abc import Callable, Sequence
 
 import torch
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt, restricted_number_type
+from jsonargparse.typing import PositiveInt
 from lightning import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError, TrainingDivergedError
-from lc_lightning.nn import check_preconditioning_is_exact, lc_form
-
-# The ranges lc-train checks while it parses: lr > 0, weight decay >= 0, momentum and label smoothing in [0, 1)
-UnitIntervalFromZero = restricted_number_type("UnitIntervalFromZero", float, [(">=", 0), ("<", 1)])
+from lc_lightning.nn import check_preconditioning_is_exact, lc_form, lc_step_scales
+from lc_lightning.optim import PaperSGD, RunLengthScheduleCallable, UnitIntervalFromZero
 
 NetworkFactory = Callable[[int, int], nn.Module]
 """Builds the network as ``factory(num_classes, in_channels)``, e.g. a network class."""
@@ -25,30 +24,37 @@ class ImageClassifier(LightningModule):
 
     Images enter in [0, 1]; the module normalises them with the dataset's ``mean``/``std``
     (buffers saved in checkpoints) before the network, so attacks and visualisations work
-    in pixel space. Loss: cross-entropy with label smoothing. Optimiser: SGD with (Nesterov)
-    momentum and weight decay on every parameter that requires grad (frozen ones are left
-    out), learning rate annealed to 0 by a cosine schedule stepped every batch over the
-    whole run. Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` and, with more
-    than 5 classes, ``val/acc_top5`` (and the same ``test/*``).
+    in pixel space. Loss: cross-entropy with label smoothing. The optimizer and its learning-rate
+    schedule are injected, by default the paper's: SGD with Nesterov momentum and weight decay,
+    the learning rate annealed to 0 by a cosine stepped every batch over the whole run. The
+    optimizer gets the parameters that require grad (``parameter_groups``), frozen ones are left
+    out. Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` and, with more than 5
+    classes, ``val/acc_top5`` (and the same ``test/*``).
     With ``freeze_spatial`` the module brings a ``FreezeSpatialConvs`` callback to the
     trainer, so the spatial filters stay frozen at their random initialisation. A loss that is
     not finite stops training with TrainingDivergedError naming the step.
-    Every argument, the network's config included, is saved as a hyperparameter in checkpoints:
-    ``ImageClassifier.load_from_checkpoint(path)`` rebuilds a module lc-train trained.
+    Every argument, the configs of the network, optimizer and schedule included, is saved as a
+    hyperparameter in checkpoints: ``ImageClassifier.load_from_checkpoint(path)`` rebuilds a
+    module lc-train trained.
 
     Args:
         network: builds the network from (num_classes, in_channels), e.g. ``CifarResNet``
             with its other arguments bound (in a config: ``class_path`` + ``init_args``).
         num_classes, in_channels, mean, std: from the DataModule (the CLI links them).
         freeze_spatial: keep every spatial filter frozen at its random init ("frozen random").
-        lr: peak learning rate (> 0).
-        momentum: SGD's momentum, in [0, 1).
-        nesterov: use Nesterov momentum.
-        weight_decay: SGD's weight decay (>= 0), on the trainable parameters.
-        lr_reference_batch: if set, ``lr`` is the learning rate for a global batch of this
-            many images and is scaled linearly to the actual global batch (batch size per
-            process x processes x gradient accumulation), so one config fits any number of
-            GPUs and nodes. ``None``: ``lr`` is used as it is.
+        optimizer: the optimizer: the paper's SGD, or any torch one, e.g.
+            ``--model.optimizer=torch.optim.AdamW --model.optimizer.lr=0.003``. It is built from
+            ``parameter_groups()``, the trainable parameters. The default,
+            lc_lightning.optim.PaperSGD: lr 0.01, Nesterov momentum 0.9, weight decay 0.01. A config
+            that names another class keeps the values of the arguments both classes take (lr,
+            weight_decay) unless it sets them.
+        lr_scheduler: the learning-rate schedule, stepped every batch: a cosine to 0 over the whole
+            run by default; ``torch.optim.lr_scheduler.PolynomialLR`` decays linearly. Any class
+            whose first two arguments are the optimizer and the run's length in optimizer steps
+            (lc_lightning.optim.RunLengthScheduleCallable); the default's T_max is every step.
+        lr_reference_batch: if set, the learning rates are those of a global batch of this many
+            images, scaled linearly to the actual one (batch per process x processes x accumulated
+            batches), so one config fits any number of GPUs and nodes. ``None``: used as they are.
         label_smoothing: of the cross-entropy loss, in [0, 1).
         channels_last: keep the network's weights and its inputs in the channels-last memory
             format (NHWC), which ``benchmarks/train_throughput.py`` measured faster on CPU and
@@ -67,10 +73,8 @@ class ImageClassifier(LightningModule):
         mean: Sequence[float],
         std: Sequence[float],
         freeze_spatial: bool = False,
-        lr: PositiveFloat = 0.01,
-        momentum: UnitIntervalFromZero = 0.9,
-        nesterov: bool = True,
-        weight_decay: NonNegativeFloat = 0.01,
+        optimizer: OptimizerCallable = PaperSGD,
+        lr_scheduler: RunLengthScheduleCallable = torch.optim.lr_scheduler.CosineAnnealingLR,
         lr_reference_batch: PositiveInt | None = None,
         label_smoothing: UnitIntervalFromZero = 0.1,
         channels_last: bool = True,
@@ -81,11 +85,11 @@ class ImageClassifier(LightningModule):
             raise InvalidArgumentError(
                 f"mean and std need {in_channels} values (one per channel), got {mean} and {std}"
             )
-        # plain numbers in the checkpoint's hyperparameters, not the parser's range-checked subclasses
-        lr, momentum = float(lr), float(momentum)
-        weight_decay, label_smoothing = float(weight_decay), float(label_smoothing)
+        # a plain number in the checkpoint's hyperparameters, not the parser's range-checked subclass
         lr_reference_batch = None if lr_reference_batch is None else int(lr_reference_batch)
         self.save_hyperparameters()
+        # kept as given: under lc-train the hyperparameters hold the config of these callables
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.network = network(num_classes, in_channels)
         check_preconditioning_is_exact(self.network, freeze_spatial)
         if channels_last:
@@ -123,7 +127,7 @@ class ImageClassifier(LightningModule):
             raise TrainingDivergedError(
                 f"the training loss is not finite ({loss.item()} on this rank) at step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the checkpoints written "
-                f"so far are kept. A lower model.lr or --trainer.precision=32-true may help."
+                f"so far are kept. A lower --model.optimizer.lr or --trainer.precision=32-true may help."
             )
         return loss
 
@@ -136,25 +140,54 @@ class ImageClassifier(LightningModule):
     def configure_callbacks(self):
         return [FreezeSpatialConvs()] if self.hparams.freeze_spatial else []
 
-    def learning_rate(self) -> float:
-        """The peak learning rate of this run: ``lr``, scaled to the global batch if asked to."""
-        hp = self.hparams
-        if hp.lr_reference_batch is None:
-            return hp.lr
+    def parameter_groups(self) -> list[dict]:
+        """The parameter groups the optimizer is built from: every parameter that requires grad;
+        frozen parameters are in none, so they get no update and no weight decay. P of each folded
+        or explicit LC-Block built with ``normalized_lc_step`` is a group of its own with its
+        ``lc_step_scale`` (``lc_lightning.nn.lc_step_scales``): configure_optimizers multiplies that
+        group's lr by it and divides its weight decay by it."""
+        scaled = {id(p): scale for p, scale in lc_step_scales(self.network) if p.requires_grad}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in scaled]}]
+        by_id = {id(p): p for p in self.parameters()}
+        return groups + [{"params": [by_id[key]], "lc_step_scale": scale} for key, scale in scaled.items()]
+
+    def lr_scale(self) -> float:
+        """The factor every learning rate of the optimizer is multiplied by: the global batch (batch
+        size per process x processes x gradient accumulation) over ``lr_reference_batch``; 1 without it."""
+        reference = self.hparams.lr_reference_batch
+        if reference is None:
+            return 1.0
         trainer = self.trainer
         if getattr(trainer.datamodule, "batch_size", None) is None:
             raise InvalidArgumentError("lr_reference_batch needs a DataModule with a batch_size to scale lr to")
-        global_batch = trainer.datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
-        return hp.lr * global_batch / hp.lr_reference_batch
+        return trainer.datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches / reference
 
     def configure_optimizers(self):
-        hp = self.hparams
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(
-            trainable, lr=self.learning_rate(), momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
+        """The optimizer, built from ``parameter_groups()`` with every group's lr scaled by ``lr_scale()``,
+        and the schedule, built from it and the run's length in optimizer steps, stepped every step.
+        Arguments that torch refuses (a ValueError: a negative lr, Nesterov without momentum...) raise
+        InvalidArgumentError naming the option."""
+        try:
+            optimizer = self.optimizer(self.parameter_groups())
+        except ValueError as error:
+            raise InvalidArgumentError(f"--model.optimizer: {error}") from None
+        check_preconditioning_is_exact(
+            self.network, self.hparams.freeze_spatial, optimizer, self.trainer.gradient_clip_val
         )
+        scale = self.lr_scale()
+        for group in optimizer.param_groups:  # before the scheduler records each group's initial_lr
+            step_scale = group.get("lc_step_scale", 1.0)
+            group["lr"] *= scale * step_scale
+            if "weight_decay" in group:
+                group["weight_decay"] /= step_scale
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        try:
+            scheduler = self.lr_scheduler(optimizer, total_steps)
+        except ValueError as error:
+            raise InvalidArgumentError(
+                f"--model.lr_scheduler: {str(error).rstrip('.')} (it is given the optimizer and the run's "
+                f"length, {total_steps} optimizer steps, as its first two arguments)"
+            ) from None
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -44,8 +44,8 @@ def test_a_short_run_logs_checkpoints_and_validates_from_the_checkpoint(tiny_cif
     events = EventAccumulator(str(run_dir))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss_step", "train/acc_step", "val/loss", "val/acc", "lr-SGD"} <= scalars
-    lrs = [event.value for event in events.Scalars("lr-SGD")]
+    assert {"train/loss_step", "train/acc_step", "val/loss", "val/acc", "lr-PaperSGD"} <= scalars
+    lrs = [event.value for event in events.Scalars("lr-PaperSGD")]
     assert lrs[0] == pytest.approx(0.01) and lrs == sorted(lrs, reverse=True)  # cosine decay per step
     logged_acc = events.Scalars("val/acc")[-1].value
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")

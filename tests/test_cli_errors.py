@@ -1,15 +1,18 @@
 """What a user sees for a mistake: one line naming the option or file and the fix, exit status 2,
 no usage dump, no traceback; and a short --help."""
 
+import io
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import CONFIGS
+import torch
+from conftest import CONFIGS, printed_config
 
 from lc_lightning.cli import FitConfigParser, build_cli, main
 from lc_lightning.data import CIFAR10DataModule, FashionMNISTDataModule, SVHNDataModule
 from lc_lightning.errors import DownloadError, InvalidArgumentError
+from lc_lightning.optim import PaperSGD
 
 FASHION_MNIST_CELL = [
     "--config", str(CONFIGS / "table1" / "base.yaml"),
@@ -48,38 +51,84 @@ def error_of(capsys, *args: str) -> str:
          "imported; did you mean lc_lightning.models.CifarResNet?"),
         (["--data=CIFAR11DataModule"], "did you mean lc_lightning.data.CIFAR10DataModule?"),
         (["--trainer.precision=bf17"], "--trainer.precision: 'bf17' is not one of 64, 32, 16, transformer-engine"),
-        (["--model.lr=abc"], "lc-train: error: --model.lr: expected a float, got 'abc'"),
+        (["--model.optimizer.lr=abc"], "lc-train: error: --model.optimizer.init_args.lr: expected a float, got 'abc'"),
+        (["--model.optimizer=torch.optim.Adamw"], "lc-train: error: --model.optimizer: no class 'torch.optim.Adamw' "
+         "can be imported; did you mean torch.optim.AdamW?"),
+        (["--model.optimizer=lc_lightning.optim.PaperSDG"], "did you mean lc_lightning.optim.PaperSGD?"),
+        (["--model.optimizer=torch.optim.AdamW", "--model.optimizer.momentum=0.9"], "lc-train: error: "
+         "--model.optimizer.init_args.momentum: AdamW has no argument 'momentum' (its arguments: lr, betas, eps, "
+         "weight_decay, amsgrad, maximize, foreach, capturable, differentiable, fused)"),
+        (["--model.lr_scheduler=torch.optim.AdamW"], "lc-train: error: --model.lr_scheduler: torch.optim.AdamW is "
+         "not a subclass of LRScheduler (for example torch.optim.lr_scheduler.CosineAnnealingLR, "
+         "torch.optim.lr_scheduler.PolynomialLR)"),
+        (["--model.lr_scheduler.T_max=5"], "lc-train: error: --model.lr_scheduler.init_args.T_max: set by lc-train, "
+         "which gives CosineAnnealingLR the optimizer and the run's length in optimizer steps (its arguments: "
+         "eta_min, last_epoch)"),
     ],
 )  # fmt: skip
 def test_an_unknown_option_class_or_choice_gets_one_line_with_the_closest_match(capsys, args, expected):
     assert expected in error_of(capsys, *args)
 
 
+OPTIMIZER_LR = "--model.optimizer.init_args.lr"
+
+
 @pytest.mark.parametrize(
-    "option, value, bounds",
+    "given, named, bounds",
     [
-        ("lr", "-0.1", "> 0"),
-        ("lr", "0", "> 0"),
-        ("weight_decay", "-1", ">= 0"),
-        ("momentum", "1", ">= 0 and < 1"),
-        ("momentum", "-0.5", ">= 0 and < 1"),
-        ("label_smoothing", "1.5", ">= 0 and < 1"),
+        ("--model.optimizer.lr=-0.1", f"{OPTIMIZER_LR}=-0.1", "> 0"),
+        (f"{OPTIMIZER_LR}=0", f"{OPTIMIZER_LR}=0", "> 0"),
+        ("--model.optimizer.weight_decay=-1", "--model.optimizer.init_args.weight_decay=-1", ">= 0"),
+        ("--model.optimizer.momentum=1", "--model.optimizer.init_args.momentum=1", ">= 0 and < 1"),
+        ("--model.optimizer.momentum=-0.5", "--model.optimizer.init_args.momentum=-0.5", ">= 0 and < 1"),
+        ("--model.label_smoothing=1.5", "--model.label_smoothing=1.5", ">= 0 and < 1"),
     ],
 )
-def test_a_recipe_number_out_of_range_is_refused_while_parsing(capsys, option, value, bounds):
-    message = error_of(capsys, f"--model.{option}={value}")
-    assert message == f"lc-train: error: --model.{option}={value} is out of range: it must be {bounds}"
+def test_a_recipe_number_out_of_range_is_refused_while_parsing(capsys, given, named, bounds):
+    assert error_of(capsys, given) == f"lc-train: error: {named} is out of range: it must be {bounds}"
 
 
-def test_in_range_recipe_numbers_reach_the_module_as_plain_floats(tmp_path, monkeypatch):
-    """The range-checked types are float subclasses; the checkpoint must hold plain numbers (weights_only loads)."""
+@pytest.mark.parametrize("old", ["lr", "momentum", "nesterov", "weight_decay"])
+def test_the_optimizer_options_of_old_point_to_the_optimizers_arguments(capsys, old):
+    assert error_of(capsys, f"--model.{old}=0.1") == (
+        f"lc-train: error: unknown option --model.{old}; did you mean --model.optimizer.init_args.{old}? "
+        "(lc-train fit --help lists the options)"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, optimizer_class, expected",
+    [
+        (["--model.optimizer.lr=0.2", "--model.optimizer.momentum=0.5", "--model.optimizer.weight_decay=0"],
+         PaperSGD, {"lr": 0.2, "momentum": 0.5, "weight_decay": 0.0}),
+        # jsonargparse carries lr and weight_decay over from PaperSGD to the class named after it
+        (["--model.optimizer.weight_decay=0.5", "--model.optimizer=torch.optim.AdamW"],
+         torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.5}),
+    ],
+)  # fmt: skip
+def test_in_range_recipe_numbers_reach_the_optimizer_as_plain_floats(
+    tmp_path, monkeypatch, capsys, args, optimizer_class, expected
+):
+    """The parser checks the ranges, but what it passes on holds plain numbers: a float subclass would not
+    load from a checkpoint with weights_only=True, nor be written to the run's config.yaml."""
     monkeypatch.chdir(tmp_path)
-    args = ["--model.lr=0.2", "--model.momentum=0", "--model.weight_decay=0", "--model.label_smoothing=0.5"]
-    cli = build_cli([*FASHION_MNIST_CELL, *args, "--model.lr_reference_batch=64"], run=False)
+    cli = build_cli(
+        [*FASHION_MNIST_CELL, *args, "--model.label_smoothing=0.5", "--model.lr_reference_batch=64"], run=False
+    )
+    optimizer = cli.model.optimizer([torch.nn.Parameter(torch.ones(2))])
+    assert type(optimizer) is optimizer_class
+    (group,) = optimizer.param_groups
+    assert {name: group[name] for name in expected} == expected
+    assert {type(group[name]) for name in expected} == {float}
+    saved = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "hyper_parameters": dict(cli.model.hparams)}, saved)
+    saved.seek(0)
+    loaded = torch.load(saved, weights_only=True)
+    assert loaded["optimizer"]["param_groups"][0]["lr"] == expected["lr"]
     hparams = cli.model.hparams
-    assert (hparams.lr, hparams.momentum, hparams.weight_decay, hparams.label_smoothing) == (0.2, 0.0, 0.0, 0.5)
-    assert {type(hparams[name]) for name in ("lr", "momentum", "weight_decay", "label_smoothing")} == {float}
-    assert type(hparams.lr_reference_batch) is int
+    assert type(hparams.label_smoothing) is float and type(hparams.lr_reference_batch) is int
+    printed = printed_config(capsys, *FASHION_MNIST_CELL, *args)
+    assert printed["model"]["optimizer"]["init_args"]["lr"] == expected["lr"]
 
 
 def test_a_missing_config_file_is_named(capsys, tmp_path):
@@ -89,7 +138,7 @@ def test_a_missing_config_file_is_named(capsys, tmp_path):
 
 def test_a_yaml_syntax_error_names_the_file_and_line(capsys, tmp_path):
     config = tmp_path / "typo.yaml"
-    config.write_text("model:\n  lr: 0.1\n  weight_decay: [0.1\ntrainer: {}\n")
+    config.write_text("model:\n  optimizer: {init_args: {lr: 0.1}}\n  label_smoothing: [0.1\ntrainer: {}\n")
     message = error_of(capsys, "--config", str(config))
     assert message.startswith(f"lc-train: error: {config}:4:")
     assert "invalid YAML" in message
@@ -113,8 +162,9 @@ def test_an_unknown_subcommand_suggests_the_closest(capsys):
 
 
 def test_lc_sweep_checks_grid_runs_with_the_same_messages():
-    with pytest.raises(InvalidArgumentError, match=r"^--model.lr=-1 is out of range: it must be > 0$"):
-        FitConfigParser().fit_config([*FASHION_MNIST_CELL, "--model.lr=-1"])
+    message = r"^--model.optimizer.init_args.lr=-1 is out of range: it must be > 0$"
+    with pytest.raises(InvalidArgumentError, match=message):
+        FitConfigParser().fit_config([*FASHION_MNIST_CELL, "--model.optimizer.lr=-1"])
 
 
 @pytest.fixture
@@ -170,12 +220,17 @@ def test_fit_help_is_short_and_lists_what_users_set(capsys):
     main(["fit", "--help"])
     out = capsys.readouterr().out
     assert len(out.splitlines()) <= 250
-    for option in ("--model.network.init_args.expansion=null", "--data.train_subset=null", "--model.lr=0.01",
-                   "--trainer.max_epochs=75", "--model.freeze_spatial=false", "--data.batch_size=256"):  # fmt: skip
+    for option in ("--model.network.init_args.expansion=null", "--data.train_subset=null",
+                   "--trainer.max_epochs=75", "--model.freeze_spatial=false", "--data.batch_size=256",
+                   "--model.optimizer=lc_lightning.optim.PaperSGD", "--model.optimizer.lr=0.01",
+                   "--model.optimizer.momentum=0.9", "--model.optimizer.nesterov=true",
+                   "--model.optimizer.weight_decay=0.01",
+                   "--model.lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR"):  # fmt: skip
         assert option in out
     # descriptions come from the docstrings
     assert "turns every spatial conv, the stem included, into an LC-Block" in out
     assert "train on a fixed random subset of this many images" in out
+    assert "the momentum factor, in [0, 1)" in out
     assert "--help-all" in out
 
 

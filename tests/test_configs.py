@@ -10,7 +10,15 @@ from lc_lightning.nn import lc_blocks, lc_form, spatial_convs, spatial_weights
 GRIDS = CONFIGS / "grids"  # lc-sweep's grid files (tests/test_sweep.py), not lc-train configs
 EXPERIMENTS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml" and GRIDS not in p.parents)
 PIECES = ("trainer", "data", "callbacks")
-RECIPE = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01, "label_smoothing": 0.1}
+PAPER_SGD = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}
+RECIPE = {
+    "optimizer": {"class_path": "lc_lightning.optim.PaperSGD", "init_args": PAPER_SGD},
+    "lr_scheduler": {
+        "class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "init_args": {"eta_min": 0.0, "last_epoch": -1},
+    },
+    "label_smoothing": 0.1,
+}
 
 
 def name_of(path) -> str:
@@ -108,8 +116,9 @@ def test_table2_is_resnet18d_on_imagenet_ready_for_ddp_and_bf16(expansion, capsy
         }
         assert printed["model"]["freeze_spatial"] is (mode == "frozen")
         model = printed["model"]
-        assert (model["lr"], model["lr_reference_batch"], model["weight_decay"]) == (0.1, 256, 1e-4)
-        assert model["nesterov"] is True and model["label_smoothing"] == 0.1
+        sgd = {**PAPER_SGD, "lr": 0.1, "weight_decay": 1e-4}
+        assert recipe_of(printed) == {**RECIPE, "optimizer": {**RECIPE["optimizer"], "init_args": sgd}}
+        assert model["lr_reference_batch"] == 256
         assert printed["trainer"]["max_epochs"] == 100
         assert printed["data"]["class_path"] == "lc_lightning.data.ImageNetDataModule"
         trainer = printed["trainer"]

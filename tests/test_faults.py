@@ -129,3 +129,27 @@ def test_a_dataset_missing_on_one_ddp_process_stops_every_process_with_its_messa
     assert f"lc-train: error: {missing}" in run.stderr  # process 1, the one without the data
     assert f"lc-train: error: process 1 stopped: {missing}" in run.stderr  # process 0
     assert "Traceback" not in run.stderr
+
+
+ADAMW_LR = ["--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=-0.1"]
+LINEAR_LR = "--model.lr_scheduler=torch.optim.lr_scheduler.LinearLR"  # its second argument is a factor in (0, 1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (ADAMW_LR, "--model.optimizer: Invalid learning rate: -0.1"),
+        (["--model.optimizer.momentum=0"], "--model.optimizer: Nesterov momentum requires a momentum and zero "
+         "dampening"),
+        ([LINEAR_LR], "--model.lr_scheduler: Starting multiplicative factor expected to be greater than 0 and less "
+         "or equal to 1 (it is given the optimizer and the run's length, 5 optimizer steps, as its first two "
+         "arguments)"),
+    ],
+)  # fmt: skip
+def test_optimizer_arguments_torch_refuses_end_in_one_line_naming_the_option(
+    tiny_cifar10, tmp_path, monkeypatch, capsys, args, message
+):
+    root, _ = tiny_cifar10
+    monkeypatch.chdir(tmp_path)
+    err = lc_train_error(capsys, "fit", *tiny_cifar_args(root, "--trainer.max_epochs=1", *args))
+    assert err == f"lc-train: error: {message}\n"

@@ -17,6 +17,7 @@ from lc_lightning.cli import build_cli
 from lc_lightning.data import FashionMNISTDataModule
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
+from lc_lightning.optim import PaperSGD
 
 
 def linear_model(classes: int) -> tuple[nn.Module, nn.Linear]:
@@ -80,7 +81,9 @@ def test_fgsm_accuracy_on_a_model_trained_on_real_fashion_mnist():
         data_dir=FASHION_MNIST_DEBIAN, batch_size=16, num_workers=0, train_subset=2048, val_subset=500
     )
     network = partial(CifarResNet, depth=8, width=8, expansion=4)
-    model = ImageClassifier(network, 10, 1, data.mean, data.std, freeze_spatial=True, lr=0.1)
+    model = ImageClassifier(
+        network, 10, 1, data.mean, data.std, freeze_spatial=True, optimizer=partial(PaperSGD, lr=0.1)
+    )
     epsilon = 8 / 255
     trainer = quiet_trainer(max_epochs=1, callbacks=[FGSMAccuracy(epsilon)])
     trainer.fit(model, data)

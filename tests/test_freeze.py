@@ -9,6 +9,7 @@ from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import lc_weights
+from lc_lightning.optim import PaperSGD
 
 STEPS = 24
 
@@ -16,7 +17,9 @@ STEPS = 24
 def classifier(expansion: int | None = 2) -> ImageClassifier:
     torch.manual_seed(0)
     network = partial(CifarResNet, depth=8, width=8, expansion=expansion)
-    return ImageClassifier(network, num_classes=10, in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, lr=0.05)
+    return ImageClassifier(
+        network, num_classes=10, in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, optimizer=partial(PaperSGD, lr=0.05)
+    )
 
 
 def loader() -> DataLoader:

@@ -1,7 +1,7 @@
 """The paper's training recipe as it reaches torch: the optimizer, the schedule, the loss, the network.
 
-Each test looks at what a real run hands on (SGD's parameter groups and the update it makes, the
-learning rate of every step, the loss that is backpropagated, the tensor the network receives, the
+Each test looks at what a real run hands on (the optimizer's parameter groups and the update it makes,
+the learning rate of every step, the loss that is backpropagated, the tensor the network receives, the
 shapes inside a residual block, the augmentation of every epoch, the robust accuracy of a model
 built for it), never at the config values that should lead there.
 """
@@ -27,6 +27,7 @@ from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import spatial_convs
+from lc_lightning.optim import PaperSGD
 
 # The paper's recipe (PAPER.md, "Training recipe"); lc-train's defaults are expected to be these.
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.01, 0.9, 0.01, 0.1
@@ -39,7 +40,8 @@ EPOCHS, STEPS_PER_EPOCH = 2, 5  # tiny CIFAR-10: 40 training images in batches o
 
 class StepRecorder(Callback):
     """Records every training step of a fit: the batch, what the network receives and returns, the loss
-    that is backpropagated, the learning rate SGD steps with; and the parameters around the first step."""
+    that is backpropagated, the learning rate the optimizer steps with; and the parameters around the
+    first step."""
 
     def __init__(self) -> None:
         self.batches, self.network_inputs, self.logits, self.losses, self.lrs = [], [], [], [], []
@@ -80,18 +82,16 @@ class StepRecorder(Callback):
         self.final_lrs = [group["lr"] for group in trainer.optimizers[0].param_groups]
 
 
-@pytest.fixture(scope="module")
-def recorded_fit(tmp_path_factory):
+def recorded_fit_of(tmp_path, *args: str):
     """lc-train's cifar10_e32 model, data and trainer built by the CLI (ResNet-LC-8-4x2, frozen random,
-    fp32, the device loader) fitted for two epochs on a tiny CIFAR-10, every step recorded:
-    (cli, StepRecorder)."""
-    tmp_path = tmp_path_factory.mktemp("recipe")
+    fp32, the device loader) with ``args`` on top, fitted for two epochs on a tiny CIFAR-10 written
+    under ``tmp_path``, every step recorded: (cli, StepRecorder)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         root = tmp_path / "cifar"
         written = dataset_files.write_cifar10(root)
         dataset_files.register_checksums(monkeypatch, datasets.CIFAR10, written["md5"])
         monkeypatch.chdir(tmp_path)
-        cli = build_cli([*tiny_cifar_args(root, *TINY_NETWORK, f"--trainer.max_epochs={EPOCHS}")], run=False)
+        cli = build_cli([*tiny_cifar_args(root, *TINY_NETWORK, f"--trainer.max_epochs={EPOCHS}", *args)], run=False)
         recorder = StepRecorder()
         cli.trainer.callbacks.append(recorder)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -99,23 +99,41 @@ def recorded_fit(tmp_path_factory):
     return cli, recorder
 
 
+@pytest.fixture(scope="module")
+def recorded_fit(tmp_path_factory):
+    """The fit of recorded_fit_of with lc-train's defaults, shared by the tests of this module."""
+    return recorded_fit_of(tmp_path_factory.mktemp("recipe"))
+
+
+def optimized_and_frozen(cli) -> tuple[set[int], set[str]]:
+    """The ids of the parameters the trainer's optimizer holds, and the names of the frozen ones (checked to
+    be the spatial filters and nothing else)."""
+    optimizer = cli.trainer.optimizers[0]
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    frozen = {name for name, p in cli.model.named_parameters() if not p.requires_grad}
+    assert frozen and all(name.endswith("parametrizations.weight.original0") for name in frozen)
+    return optimized, frozen
+
+
+def trainable_ids(cli, frozen: set[str]) -> set[int]:
+    return {id(p) for name, p in cli.model.named_parameters() if name not in frozen}
+
+
 def test_sgd_gets_nesterov_momentum_and_weight_decay_on_exactly_the_trainable_parameters(recorded_fit):
-    """Pins the optimizer: SGD, Nesterov momentum 0.9, lr 0.01 and weight decay 0.01 on every trainable
-    parameter (pointwise, BN, FC), the frozen spatial filters not in it; and the first update it made
-    is SGD's with that weight decay, p - lr (1 + m) (g + wd p), not the update without decay."""
+    """Pins the optimizer: SGD (PaperSGD), Nesterov momentum 0.9, lr 0.01 and weight decay 0.01 on every
+    trainable parameter (pointwise, BN, FC), the frozen spatial filters not in it; and the
+    first update it made is SGD's with that weight decay, p - lr (1 + m) (g + wd p), not the update
+    without decay."""
     cli, recorder = recorded_fit
     optimizer = cli.trainer.optimizers[0]
-    assert type(optimizer) is torch.optim.SGD
+    assert type(optimizer) is PaperSGD and isinstance(optimizer, torch.optim.SGD)
     for group in optimizer.param_groups:
         assert (group["weight_decay"], group["momentum"], group["nesterov"]) == (WEIGHT_DECAY, MOMENTUM, True)
         assert group["initial_lr"] == pytest.approx(LR) and group["dampening"] == 0
-    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    parameters = dict(cli.model.named_parameters())
-    frozen = {name for name, p in parameters.items() if not p.requires_grad}
-    assert frozen and all(name.endswith("parametrizations.weight.original0") for name in frozen)
-    assert optimized == {id(p) for name, p in parameters.items() if name not in frozen}
+    optimized, frozen = optimized_and_frozen(cli)
+    assert optimized == trainable_ids(cli, frozen)
 
-    assert set(recorder.before_first_step) == set(parameters) - frozen
+    assert set(recorder.before_first_step) == set(dict(cli.model.named_parameters())) - frozen
     with_decay, without_decay = [], []
     for name, before in recorder.before_first_step.items():
         after, gradient = recorder.after_first_step[name].double(), recorder.gradients[name].double()
@@ -168,16 +186,23 @@ def test_the_network_receives_images_normalised_with_the_datasets_mean_and_std(r
         torch.testing.assert_close(received, (images - mean) / std, rtol=1e-6, atol=1e-6)
 
 
-def test_lr_reference_batch_scales_the_lr_by_batch_processes_and_accumulation(tiny_cifar10, tmp_path, monkeypatch):
-    """Pins the linear lr scaling: with lr_reference_batch the lr SGD steps with is lr x batch_size x
-    world_size x accumulate_grad_batches / lr_reference_batch. Two processes are simulated by the
-    single-device strategy reporting a world of two (rank 0): what Lightning tells the module and the
-    DataModule of a two-process run, whose sampler then takes half the images."""
+ADAMW = ["--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=0.003"]
+
+
+@pytest.mark.parametrize("optimizer_args, optimizer_class, lr", [([], PaperSGD, LR), (ADAMW, torch.optim.AdamW, 0.003)])
+def test_lr_reference_batch_scales_the_lr_by_batch_processes_and_accumulation(
+    tiny_cifar10, tmp_path, monkeypatch, optimizer_args, optimizer_class, lr
+):
+    """Pins the linear lr scaling, for the default SGD and for AdamW: with lr_reference_batch the lr the
+    optimizer steps with is lr x batch_size x world_size x accumulate_grad_batches / lr_reference_batch,
+    and the schedule anneals that lr (two steps: the cosine's second lr is half of it). Two processes are
+    simulated by the single-device strategy reporting a world of two (rank 0): what Lightning tells the
+    module and the DataModule of a two-process run, whose sampler then takes half the images."""
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
     args = [
-        *TINY_NETWORK, "--model.lr_reference_batch=64", "--trainer.accumulate_grad_batches=3",
-        "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=0", "--trainer.max_epochs=1",
+        *TINY_NETWORK, *optimizer_args, "--model.lr_reference_batch=64", "--trainer.accumulate_grad_batches=3",
+        "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=0", "--trainer.max_epochs=2",
     ]  # fmt: skip
     cli = build_cli(tiny_cifar_args(root, *args), run=False)
     recorder = StepRecorder()
@@ -186,10 +211,52 @@ def test_lr_reference_batch_scales_the_lr_by_batch_processes_and_accumulation(ti
     monkeypatch.setattr(cli.trainer.strategy, "world_size", 2)  # the strategy sets 1 for its one process
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.world_size == 2 and cli.trainer.train_dataloader.sampler.num_replicas == 2
-    assert len(recorder.batches) == 3 and len(recorder.lrs) == 1  # one step of three accumulated batches
-    scaled = LR * 8 * 2 * 3 / 64  # batch 8 per process, 2 processes, 3 batches accumulated
-    assert recorder.lrs[0] == [pytest.approx(scaled)] * len(recorder.lrs[0])
+    assert type(cli.trainer.optimizers[0]) is optimizer_class
+    assert len(recorder.batches) == 6 and len(recorder.lrs) == 2  # per epoch one step of three accumulated batches
+    scaled = lr * 8 * 2 * 3 / 64  # batch 8 per process, 2 processes, 3 batches accumulated
+    assert [lrs[0] for lrs in recorder.lrs] == [pytest.approx(scaled), pytest.approx(scaled / 2)]
+    assert all(len(set(lrs)) == 1 for lrs in recorder.lrs)  # every parameter group's lr alike
     assert [group["initial_lr"] for group in cli.trainer.optimizers[0].param_groups] == pytest.approx(recorder.lrs[0])
+
+
+def test_adamw_named_on_the_command_line_gets_its_lr_the_schedule_and_exactly_the_trainable_parameters(tmp_path):
+    """Pins an injected optimizer: ``--model.optimizer=torch.optim.AdamW --model.optimizer.lr=0.003`` trains
+    with AdamW on exactly the trainable parameters (the frozen spatial filters not in it, and unchanged),
+    its lr annealed by the default cosine, 0.003 (1 + cos(pi t / T)) / 2; its first update is AdamW's,
+    p (1 - lr wd) - lr g / (|g| + eps) with weight decay 0.01."""
+    cli, recorder = recorded_fit_of(tmp_path, *ADAMW)
+    optimizer = cli.trainer.optimizers[0]
+    assert type(optimizer) is torch.optim.AdamW
+    for group in optimizer.param_groups:
+        hyper = {name: group[name] for name in ("initial_lr", "weight_decay", "betas", "eps")}
+        assert hyper == {"initial_lr": 0.003, "weight_decay": 0.01, "betas": (0.9, 0.999), "eps": 1e-8}
+    optimized, frozen = optimized_and_frozen(cli)
+    assert optimized == trainable_ids(cli, frozen)
+    total = EPOCHS * STEPS_PER_EPOCH
+    expected = [0.003 * (1 + math.cos(math.pi * step / total)) / 2 for step in range(total)]
+    assert [lrs[0] for lrs in recorder.lrs] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert recorder.final_lrs == pytest.approx([0.0] * len(recorder.final_lrs), abs=1e-12)
+
+    parameters = dict(cli.model.named_parameters())
+    for name, before in recorder.before_first_step.items():
+        before, gradient = before.double(), recorder.gradients[name].double()
+        adamw = before * (1 - 0.003 * 0.01) - 0.003 * gradient / (gradient.abs() + 1e-8)
+        assert (recorder.after_first_step[name].double() - adamw).abs().max().item() < 1e-6, name
+    assert all(torch.equal(recorder.after_first_step[name], parameters[name]) for name in frozen)
+
+
+def test_a_schedule_with_another_run_length_argument_gets_the_run_s_optimizer_steps(tmp_path):
+    """Pins the RunLengthScheduleCallable contract on a schedule other than the cosine: PolynomialLR gets
+    the run's optimizer steps as its total_iters, so its lr decays linearly, lr (1 - t / T), stepped
+    every batch, and reaches 0 after the last step."""
+    cli, recorder = recorded_fit_of(tmp_path, "--model.lr_scheduler=torch.optim.lr_scheduler.PolynomialLR")
+    total = EPOCHS * STEPS_PER_EPOCH
+    (config,) = cli.trainer.lr_scheduler_configs
+    assert type(config.scheduler) is torch.optim.lr_scheduler.PolynomialLR
+    assert (config.interval, config.scheduler.total_iters, config.scheduler.power) == ("step", total, 1.0)
+    expected = [LR * (1 - step / total) for step in range(total)]
+    assert [lrs[0] for lrs in recorder.lrs] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert recorder.final_lrs == pytest.approx([0.0] * len(recorder.final_lrs), abs=1e-12)
 
 
 def block_calls(network: nn.Module, images: torch.Tensor) -> dict[nn.Module, list]:

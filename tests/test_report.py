@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CONFIGS
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
 
+from lc_lightning.cli import FitConfigParser
 from lc_lightning.report import paper
 from lc_lightning.report.cli import main
+from lc_lightning.report.config import config_value
 from lc_lightning.report.plots import metric_figure, plot_axis
 from lc_lightning.report.results import Stats, read_results
 from lc_lightning.report.table import format_paper, format_stats, markdown_table, sweep_section
@@ -121,6 +124,28 @@ def test_paper_numbers_of_configs():
     assert paper.paper_numbers(imagenet(128, False)) == {}
     assert paper.paper_numbers(imagenet(32, True)) == {}
     assert paper.recipe_differences(imagenet(8, True)) == {}
+
+
+def test_the_recipe_keys_are_those_of_lc_train_s_configs():
+    """Every key of TABLE_1_RECIPE is in the config lc-train records for a Table 1 cell, with the paper's
+    value; a run with another optimizer differs in its class and lr, and leaves out what AdamW lacks."""
+    cell = [
+        "--config",
+        str(CONFIGS / "table1" / "base.yaml"),
+        "--config",
+        str(CONFIGS / "table1" / "cifar10_lc_frozen.yaml"),
+    ]
+    parser = FitConfigParser()
+    recorded = yaml.safe_load(parser.fit_config(cell))
+    assert {key: config_value(recorded, key, "missing") for key in paper.TABLE_1_RECIPE} == paper.TABLE_1_RECIPE
+    assert paper.recipe_differences(recorded) == {}
+    adamw = yaml.safe_load(
+        parser.fit_config([*cell, "--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=0.003"])
+    )
+    assert paper.recipe_differences(adamw) == {
+        "model.optimizer.class_path": ("torch.optim.AdamW", "lc_lightning.optim.PaperSGD"),
+        "model.optimizer.init_args.lr": (0.003, 0.01),
+    }
 
 
 def _markdown_table(text: str, title: str) -> list[list[str]]:

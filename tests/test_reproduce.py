@@ -39,7 +39,7 @@ def quick_config(tmp_path: Path, train_images: int, epochs: int) -> Path:
         "trainer": {"accelerator": "cpu", "max_epochs": epochs, "enable_progress_bar": False,
                     "callbacks": str(REPO / "configs" / "callbacks" / "analysis.yaml")},
         "model": {"network": {"class_path": "lc_lightning.models.CifarResNet", "init_args": {"depth": 8, "width": 8}},
-                  "lr": 0.1},
+                  "optimizer": {"init_args": {"lr": 0.1}}},
         "data": {"class_path": "lc_lightning.data.FashionMNISTDataModule",
                  "init_args": {"data_dir": FASHION_MNIST_DEBIAN, "train_subset": train_images, "val_subset": 256,
                                "batch_size": 64, "num_workers": 0, "loader": "device"}},

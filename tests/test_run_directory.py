@@ -206,15 +206,28 @@ def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(
     assert f"lc-train: test results in {evaluations[2].path} (" in out
 
 
-def test_load_from_checkpoint_gives_the_trained_modules_logits(tiny_cifar10, tmp_path, monkeypatch):
+def test_load_from_checkpoint_gives_the_trained_modules_logits_and_optimizer(tiny_cifar10, tmp_path, monkeypatch):
+    """A module trained by lc-train with an optimizer of the command line (its weight decay carried over from
+    PaperSGD's option) comes back from its checkpoint with the same logits, optimizer and schedule, and the
+    checkpoint loads with weights_only=True (plain numbers in the optimizer's state)."""
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null")])
+    adamw = ["--model.optimizer.weight_decay=0.05", "--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=0.003"]
+    args = tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null", *adamw)
+    cli = build_cli(["fit", *args])
     trained = cli.model.eval()
-    loaded = ImageClassifier.load_from_checkpoint(tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")).eval()
+    ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
+    (group,) = torch.load(ckpt, weights_only=True)["optimizer_states"][0]["param_groups"]
+    assert (group["initial_lr"], group["weight_decay"]) == (0.003, 0.05)
+    loaded = ImageClassifier.load_from_checkpoint(ckpt).eval()
     images = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(images), trained(images))
     assert loaded.hparams.network.keywords["expansion"] == 32
+    optimizer = loaded.optimizer([torch.nn.Parameter(torch.ones(1))])
+    assert type(optimizer) is torch.optim.AdamW and (optimizer.defaults["lr"], optimizer.defaults["weight_decay"]) == (
+        0.003, 0.05,
+    )  # fmt: skip
+    assert type(loaded.lr_scheduler(optimizer, 10)) is torch.optim.lr_scheduler.CosineAnnealingLR
 
 
 def tree(path: Path) -> dict[str, str]:
@@ -247,7 +260,12 @@ def test_starts_that_fail_leave_logs_as_they_were(tiny_cifar10, tmp_path, monkey
     failing = {
         "an unknown key": ["fit", *tiny_cifar_args(root), "--model.expansoin=8"],
         "a model that cannot be built": ["fit", *tiny_cifar_args(root), "--model.network.init_args.expansion=0"],
-        "a learning rate torch.optim refuses": ["fit", *tiny_cifar_args(root), "--model.lr=-0.1"],
+        "a learning rate torch.optim refuses": [
+            "fit",
+            *tiny_cifar_args(root),
+            "--model.optimizer=torch.optim.AdamW",
+            "--model.optimizer.lr=-0.1",
+        ],
         "a missing dataset": ["fit", *tiny_cifar_args(tmp_path / "nowhere")],
         "a failed download": ["fit", *tiny_cifar_args(tmp_path / "empty"), "--data.download=true"],
         "a torn checkpoint": ["validate", f"--ckpt_path={tmp_path / 'torn.ckpt'}", *tiny_cifar_args(root)],

@@ -18,7 +18,7 @@ def test_fit_ends_with_the_last_and_best_accuracy_the_run_and_the_command_that_e
 ):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    main(["fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=3", "--model.lr=0.5")])
+    main(["fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=3", "--model.optimizer.lr=0.5")])
     out = capsys.readouterr().out
     run = tmp_path / "logs" / "cifar10_e32" / "version_0"
     events = EventAccumulator(str(run))

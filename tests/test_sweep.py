@@ -19,6 +19,7 @@ from lc_lightning.sweep.slurm import array_spec, submit_array
 
 GRIDS = sorted((CONFIGS / "grids").glob("*.yaml"))
 EXPANSION = "model.network.init_args.expansion"
+LR = "model.optimizer.init_args.lr"
 
 
 def write_grid(path: Path, definition: dict) -> Path:
@@ -28,15 +29,15 @@ def write_grid(path: Path, definition: dict) -> Path:
 
 def test_runs_are_the_union_of_the_grids_products_named_by_the_axes_that_vary(tmp_path):
     grid = write_grid(tmp_path / "grid.yaml", {"grid": [
-        {EXPANSION: [1, 8], "model.freeze_spatial": [True, False], "seed_everything": [0, 1], "model.lr": 0.1},
-        {EXPANSION: [None], "model.freeze_spatial": [False], "seed_everything": [0, 1], "model.lr": 0.1},
+        {EXPANSION: [1, 8], "model.freeze_spatial": [True, False], "seed_everything": [0, 1], LR: 0.1},
+        {EXPANSION: [None], "model.freeze_spatial": [False], "seed_everything": [0, 1], LR: 0.1},
     ]})  # fmt: skip
     sweep = load_sweep(grid, [], [])
     runs = sweep.runs()
     assert len(runs) == 2 * 2 * 2 + 2
-    assert sweep.varying_axes() == [EXPANSION, "model.freeze_spatial", "seed_everything"]  # not model.lr
+    assert sweep.varying_axes() == [EXPANSION, "model.freeze_spatial", "seed_everything"]  # not the lr
     assert runs[0].name == "expansion=1,freeze_spatial=true,seed_everything=0"
-    assert runs[0].values == {EXPANSION: 1, "model.freeze_spatial": True, "seed_everything": 0, "model.lr": 0.1}
+    assert runs[0].values == {EXPANSION: 1, "model.freeze_spatial": True, "seed_everything": 0, LR: 0.1}
     assert runs[-1].name == "expansion=null,freeze_spatial=false,seed_everything=1"
     assert len({run.name for run in runs}) == len(runs)
 
@@ -64,10 +65,10 @@ def test_config_files_as_values_are_named_by_their_file_and_read_relative_to_the
 
 def test_run_names_depend_on_the_values_alone(tmp_path):
     moved = str(tmp_path / "elsewhere" / "cifar10.yaml")  # a config file no longer where it was
-    sweep = Sweep((), ({"data": [moved], "model.lr": [1e-3, 0.1]},))
+    sweep = Sweep((), ({"data": [moved], LR: [1e-3, 0.1]},))
     assert [run.name for run in sweep.runs()] == ["lr=0.001", "lr=0.1"]
     assert Sweep((), ({"data": [moved, "/x/svhn.yml"]},)).runs()[0].name == "data=cifar10"
-    assert load_sweep(None, [], ["model.lr=1e-3,2E+2"]).grids[0]["model.lr"] == [0.001, 200.0]  # YAML 1.1: strings
+    assert load_sweep(None, [], [f"{LR}=1e-3,2E+2"]).grids[0][LR] == [0.001, 200.0]  # YAML 1.1: strings
 
 
 def test_two_axes_ending_alike_are_named_in_full():

@@ -14,6 +14,7 @@ from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.models import TimmNet
 from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import combined_weight, lc_blocks, lc_weights, set_lc_form, spatial_convs, spatial_weights
+from lc_lightning.optim import PaperSGD
 
 # The paper's Figure 1 trains nine timm models: resnet18, resnet34, resnet50, resnet101, resnet50d,
 # wide_resnet50_2, resnext50_32x4d, mobilenetv2_100 and mobilenetv3_large_100. Three of them hold every
@@ -227,7 +228,9 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 def test_figure_1_model_trains_with_its_spatial_convs_frozen(name):
     torch.manual_seed(0)
     network = partial(TimmNet, name=name)
-    module = ImageClassifier(network, num_classes=10, in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, lr=0.1)
+    module = ImageClassifier(
+        network, num_classes=10, in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, optimizer=partial(PaperSGD, lr=0.1)
+    )
     frozen = set(FreezeSpatialConvs.frozen_weights(module))
     spatial = {f"{n}.weight" for n, m in module.named_modules() if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1}
     grouped = {f"{n}.weight" for n, m in module.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1}

@@ -13,10 +13,13 @@ TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
 
 TABLE_1_RECIPE = {
     "trainer.max_epochs": 75,
-    "model.lr": 0.01,
-    "model.momentum": 0.9,
-    "model.nesterov": True,
-    "model.weight_decay": 0.01,
+    "model.optimizer.class_path": "lc_lightning.optim.PaperSGD",
+    "model.optimizer.init_args.lr": 0.01,
+    "model.optimizer.init_args.momentum": 0.9,
+    "model.optimizer.init_args.nesterov": True,
+    "model.optimizer.init_args.weight_decay": 0.01,
+    "model.lr_scheduler.class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+    "model.lr_scheduler.init_args.eta_min": 0.0,
     "model.label_smoothing": 0.1,
     "data.init_args.batch_size": 256,
     "data.init_args.train_subset": None,
