@@ -41,7 +41,7 @@ def error_of(capsys, *args: str) -> str:
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
         (["--model.network.init_args.expansoin=8"], "lc-train: error: --model.network.init_args.expansoin: "
          "CifarResNet has no argument 'expansoin'; did you mean --model.network.init_args.expansion? "
-         "(its arguments: depth, width, kernel_size, expansion, init)"),
+         "(its arguments: depth, width, kernel_size, expansion, init, lc_form, normalized_lc_step)"),
         (["--data.batch_sise=8"], "FashionMNISTDataModule has no argument 'batch_sise'; did you mean "
          "--data.init_args.batch_size?"),
         (["--model.network.init_args.init=kaiming"], "lc-train: error: --model.network.init_args.init: 'kaiming' "

@@ -8,11 +8,13 @@ optimizer, and the normalised step.
 import pytest
 import torch
 from lightning import LightningDataModule, Trainer
+from test_faults import lc_train_error, tiny_cifar_args
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lc_lightning.analysis import combined_filters, fgsm_robust, normalized_entropy, spatial_variance
+from lc_lightning.cli import build_cli, main
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import (
@@ -177,3 +179,53 @@ def test_30_steps_of_the_modules_own_recipe_take_both_forms_along_one_trajectory
             assert ((preconditioned - folded).norm() / folded.norm()).item() < 1e-10, name
         else:
             assert torch.equal(preconditioned, folded), name
+
+
+PRECONDITIONED = ["--model.network.init_args.lc_form=preconditioned", "--model.network.init_args.width=4"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.freeze_spatial=false"],
+         "lc-train: error: lc_form=preconditioned needs frozen spatial filters (freeze_spatial=true): with learnable "
+         "S, W = P S does not follow a fixed preconditioner; use lc_form=folded for learnable ones"),
+        (["--model.optimizer=torch.optim.AdamW"],
+         "lc-train: error: lc_form=preconditioned is exact for SGD only, not AdamW: an adaptive optimizer scales each "
+         "entry of P's gradient, which W = P S cannot follow; use lc_form=folded"),
+        (["--trainer.gradient_clip_val=1.0"],
+         "lc-train: error: lc_form=preconditioned cannot clip gradients (gradient_clip_val=1.0): the norm of W's "
+         "gradient is not that of P's, so clipping would change the run; use lc_form=folded or no clipping"),
+    ],
+)  # fmt: skip
+def test_a_run_where_the_reduction_is_not_exact_is_refused_in_one_line(
+    args, message, tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *PRECONDITIONED, *args))
+    assert err.strip().splitlines()[-1] == message
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
+    # the same run in the folded form trains
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *tiny_cifar_args(tiny_cifar10[0], *PRECONDITIONED, *args, "--model.network.init_args.lc_form=folded",
+                                  "--trainer.fast_dev_run=true")])  # fmt: skip
+
+
+def test_the_folded_normalised_step_reaches_the_optimizer_as_ps_own_group(tiny_cifar10, tmp_path, monkeypatch):
+    """P of every normalised-step LC-Block is a group of its own whose lr is the run's times d / ||S||^2 and
+    whose weight decay is divided by it; every other trainable parameter keeps the recipe's."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--model.network.init_args.width=4", "--model.network.init_args.normalized_lc_step=true"]
+    cli = build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], *args, "--trainer.fast_dev_run=true")])
+    groups = cli.trainer.optimizers[0].param_groups
+    blocks = [conv for _, conv in lc_blocks(cli.model.network)]
+    assert len(blocks) == 7 and len(groups) == 1 + len(blocks)  # ResNet-LC-8: 7 LC-Blocks
+    assert groups[0]["initial_lr"] == pytest.approx(0.01) and groups[0]["weight_decay"] == pytest.approx(0.01)
+    for conv, group in zip(blocks, groups[1:], strict=True):
+        spatial, pointwise = lc_weights(conv)
+        assert group["params"] == [pointwise]
+        scale = spatial[0].numel() / spatial.double().square().sum().item()  # 1 / mean eigenvalue of S^T S
+        assert group["initial_lr"] == pytest.approx(0.01 * scale)
+        assert group["weight_decay"] == pytest.approx(0.01 / scale)
+    optimized = {id(p) for group in groups for p in group["params"]}
+    assert optimized == {id(p) for p in cli.model.parameters() if p.requires_grad}
