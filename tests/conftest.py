@@ -22,7 +22,8 @@ def config_args(path: Path) -> list[str]:
 
     An experiment in a folder with a ``base.yaml`` comes after that base; a trainer preset
     after ``cifar10_e32.yaml``; a data piece (the value of ``data``) is given to ``--data``
-    and a callbacks piece to ``--trainer.callbacks``, both for Table 1's CIFAR-10 LC frozen.
+    and a callbacks piece to ``--trainer.callbacks``, an optimizer piece to ``--model.optimizer``
+    (with folded LC-Blocks), all for Table 1's CIFAR-10 LC frozen.
     """
     relative = path.relative_to(CONFIGS)
     table1_cell = ["--config", str(CONFIGS / "table1" / "base.yaml")]
@@ -33,6 +34,8 @@ def config_args(path: Path) -> list[str]:
         return [*table1_cell, "--data", str(path)]
     if relative.parts[0] == "callbacks":
         return [*table1_cell, "--trainer.callbacks", str(path)]
+    if relative.parts[0] == "optimizers":
+        return [*table1_cell, "--model.network.init_args.lc_form=folded", "--model.optimizer", str(path)]
     base = path.parent / "base.yaml"
     if base.is_file() and path != base:
         return ["--config", str(base), "--config", str(path)]

@@ -9,7 +9,7 @@ from lc_lightning.nn import lc_blocks, lc_form, spatial_convs, spatial_weights
 
 GRIDS = CONFIGS / "grids"  # lc-sweep's grid files (tests/test_sweep.py), not lc-train configs
 EXPERIMENTS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml" and GRIDS not in p.parents)
-PIECES = ("trainer", "data", "callbacks")
+PIECES = ("trainer", "data", "callbacks", "optimizers")
 PAPER_SGD = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}
 RECIPE = {
     "optimizer": {"class_path": "lc_lightning.optim.PaperSGD", "init_args": PAPER_SGD},
@@ -34,6 +34,10 @@ def test_every_config_is_accepted(config, capsys):
     printed = printed_config(capsys, *config_args(config))
     assert printed["model"]["network"]["class_path"].startswith("lc_lightning.models.")
     assert printed["data"]["class_path"].startswith("lc_lightning.data.")
+    if config.relative_to(CONFIGS).parts[0] == "optimizers":
+        piece, optimizer = yaml.safe_load(config.read_text()), printed["model"]["optimizer"]
+        assert optimizer["class_path"] == piece["class_path"]
+        assert piece["init_args"].items() <= optimizer["init_args"].items()
     if config.relative_to(CONFIGS).parts[0] not in PIECES:
         # Runs are logged under logs/<the config's path>, so no two experiments share a directory.
         assert printed["trainer"]["logger"]["init_args"]["name"] == name_of(config)

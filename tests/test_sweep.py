@@ -285,3 +285,16 @@ def _set(config: dict, key: str, value) -> None:
     for part in parents:
         config = config[part]
     config[last] = value
+
+
+def test_the_optimizers_grid_runs_paper_sgd_and_adamw_on_folded_lc_blocks(tmp_path, parser):
+    runs = grid_runs(CONFIGS / "grids" / "optimizers.yaml", tmp_path, parser)
+    assert len(runs) == 8 * 2 * 2
+    seen = set()
+    for name, config in runs.items():
+        model = config["model"]
+        optimizer = (model["optimizer"]["class_path"], model["optimizer"]["init_args"]["lr"])
+        assert optimizer in {("lc_lightning.optim.PaperSGD", 0.01), ("torch.optim.AdamW", 0.001)}, name
+        assert model["network"]["init_args"]["lc_form"] == "folded", name
+        seen.add((optimizer[0], model["freeze_spatial"]))
+    assert len(seen) == 4  # both optimizers, frozen and learned
