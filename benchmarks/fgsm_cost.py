@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from lc_lightning.analysis import fgsm_robust
 from lc_lightning.models import CifarResNet
+from lc_lightning.nn import spatial_weights
 
 
 def timed(function, device: torch.device, repeats: int) -> float:
@@ -44,8 +45,8 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = CifarResNet(10, 3, expansion=args.expansion).to(device)
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(not name.endswith("spatial.weight"))
+    for weight in spatial_weights(model).values():
+        weight.requires_grad_(False)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
     batches = [
         (torch.rand(args.batch_size, 3, 32, 32, device=device), torch.randint(0, 10, (args.batch_size,), device=device))

@@ -3,12 +3,15 @@
     python benchmarks/lc_block.py [--device cpu|cuda] [--batch-size 128] [--expansions 1 8 128 1024 8192]
 
 Each configuration runs in its own process (fresh allocator, own peak memory): the network is
-built (timed: "build [s]", drawing every spatial filter), then one warm-up step, then timed
-steps (forward + backward + SGD step) until --min-seconds have passed (at least one, at most
---max-steps); the median is reported, and "x baseline" is relative to the plain ResNet-20-16
-with every weight learned. "held [MiB]" is the network's parameters and buffers; "peak [MiB]"
-the growth of the process's peak resident memory over its memory before the first step on
-CPU, torch.cuda.max_memory_allocated on CUDA: activations, gradients, optimizer state.
+built (timed: "build [s]", drawing every spatial filter), then one warm-up step and one timed
+step (forward + backward + SGD step), over which "peak [MiB]" is taken: the growth of the
+process's peak resident memory over its memory before the first step on CPU,
+torch.cuda.max_memory_allocated on CUDA (activations, gradients, optimizer state). Then the
+plain ResNet-20-16 with every weight learned is built in the same process and the two step in
+turn until --min-seconds have passed (at most --max-steps): "step [ms]" is the median of the
+row's steps, "x baseline" its ratio to the median of the baseline's, measured alongside it, so
+a shared or throttling machine slows both alike. "held [MiB]" is the network's parameters and
+buffers.
 Folded rows run up to --folded-up-to, explicit rows up to --explicit-up-to (S and the E maps
 per output channel grow with E); preconditioned rows at every E (frozen spatial filters only).
 """
@@ -16,7 +19,9 @@ per output channel grow with E); preconditioned rows at every E (frozen spatial 
 import argparse
 import multiprocessing
 import resource
+import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -32,15 +37,14 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def measure(config: dict, args: argparse.Namespace, results) -> None:
-    """Run one configuration in this (child) process; put (ms per step, peak MiB) in results."""
+def training_step(config: dict, args: argparse.Namespace) -> tuple[Callable[[], None], torch.nn.Module, float]:
+    """(a training step of the row's network, the network, its build time in seconds), seeded."""
     torch.manual_seed(0)
     device = torch.device(args.device)
     form = "folded" if config["expansion"] is None else config["path"]
     start = time.perf_counter()
     model = CifarResNet(10, 3, expansion=config["expansion"], lc_form=form).to(device)
     build_seconds = time.perf_counter() - start
-    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     if config["spatial"] == "frozen":
         for weight in FreezeSpatialConvs.frozen_weights(model).values():
             weight.requires_grad_(False)
@@ -57,18 +61,38 @@ def measure(config: dict, args: argparse.Namespace, results) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    memory_before = torch.cuda.memory_allocated() if device.type == "cuda" else _rss_bytes()
+    return step, model, build_seconds
+
+
+def timed(step: Callable[[], None]) -> float:
+    start = time.perf_counter()
     step()
-    times = []
-    while not times or (sum(times) < args.min_seconds and len(times) < args.max_steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    return time.perf_counter() - start
+
+
+def measure(config: dict, args: argparse.Namespace, results) -> None:
+    """Run one row in this (child) process; put (ms per step, x baseline, peak MiB, held MiB, build s) in results.
+
+    The peak is taken over the row's own first steps; then the learnable baseline is built and
+    the two networks step in turn, so that "x baseline" compares them under the same conditions."""
+    device = torch.device(args.device)
+    step, model, build_seconds = training_step(config, args)
+    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    memory_before = torch.cuda.memory_allocated() if device.type == "cuda" else _rss_bytes()
+    times = [timed(step) for _ in range(2)][1:]  # the first one warms up
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - memory_before
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - memory_before
-    results.put((1000 * sorted(times)[len(times) // 2], peak / 2**20, held / 2**20, build_seconds))
+    baseline_step, _, _ = training_step({"expansion": None, "path": "baseline", "spatial": "learnable"}, args)
+    baseline_step()
+    baseline_times = []
+    while sum(times) < args.min_seconds and len(times) < args.max_steps:
+        baseline_times.append(timed(baseline_step))
+        times.append(timed(step))
+    baseline_times.append(timed(baseline_step))
+    ms, baseline_ms = (1000 * statistics.median(t) for t in (times, baseline_times))
+    results.put((ms, ms / baseline_ms, peak / 2**20, held / 2**20, build_seconds))
 
 
 def configurations(args: argparse.Namespace) -> list[dict]:
@@ -102,7 +126,6 @@ def main() -> None:
     print("| model | E | form | spatial | build [s] | held [MiB] | step [ms] | x baseline | peak [MiB] |")
     print("|---|---|---|---|---|---|---|---|---|")
     context = multiprocessing.get_context("spawn")
-    baseline_ms = None  # the plain, fully learned ResNet-20-16: the first row
     for config in configurations(args):
         results = context.Queue()
         process = context.Process(target=measure, args=(config, args, results))
@@ -113,9 +136,8 @@ def main() -> None:
         if process.exitcode != 0:
             print(f"{label} failed (exit {process.exitcode}, e.g. out of memory) | | | | |", flush=True)
             continue
-        ms, peak, held, build = results.get()
-        baseline_ms = baseline_ms or ms
-        print(f"{label} {build:.2f} | {held:.1f} | {ms:.1f} | {ms / baseline_ms:.2f} | {peak:.0f} |", flush=True)
+        ms, ratio, peak, held, build = results.get()
+        print(f"{label} {build:.2f} | {held:.1f} | {ms:.1f} | {ratio:.2f} | {peak:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
