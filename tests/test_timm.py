@@ -315,3 +315,28 @@ def test_std_conv2d_converts_and_standardises_the_combined_weight():
 def test_invalid_arguments_are_rejected_with_a_clear_message(kwargs, message):
     with pytest.raises(InvalidArgumentError, match=message):
         TimmNet(10, 3, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["tf_mobilenetv3_small_minimal_100", "resnetv2_50x1_bit"])
+def test_lc_blocks_of_conv_subclasses_train_with_their_spatial_filters_bitwise_frozen(name):
+    # Conv2dSame and StdConv2d as LC-Blocks: S stays as drawn while P, BN and the classifier move.
+    torch.manual_seed(0)
+    network = partial(TimmNet, name=name, expansion=2)
+    module = ImageClassifier(
+        network, num_classes=10, in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, freeze_spatial=True,
+        optimizer=partial(PaperSGD, lr=0.1),
+    )  # fmt: skip
+    blocks = [conv for _, conv in lc_blocks(module)]
+    assert blocks and all(type(conv).__name__ in ("ParametrizedConv2dSame", "ParametrizedStdConv2d") for conv in blocks)
+    before = snapshot(module)
+    trainer = Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    data = TensorDataset(torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+    trainer.fit(module, DataLoader(data, batch_size=4))
+    after = snapshot(module)
+    frozen = set(FreezeSpatialConvs.frozen_weights(module))
+    assert {name for name in frozen if name.endswith("parametrizations.weight.original0")}
+    for key in before:
+        assert torch.equal(before[key], after[key]) == (key in frozen), key
