@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lc_lightning.models import CifarResNet
-from lc_lightning.nn import lc_blocks, spatial_convs
+from lc_lightning.nn import lc_blocks, spatial_convs, spatial_weights
 
 
 def count(module: torch.nn.Module) -> int:
@@ -39,7 +39,9 @@ def test_any_channels_classes_width_and_kernel_size(kernel_size):
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 100)
     assert all(conv.kernel_size == (kernel_size, kernel_size) for _, conv in spatial_convs(model))
     widths = [conv.out_channels for _, conv in spatial_convs(model)]
-    assert widths[0] == 8 * 2 and max(widths) == 32 * 2  # spatial parts hold E * c_out filters
+    assert widths[0] == 8 and max(widths) == 32
+    filters = [weight.shape[0] for weight in spatial_weights(model).values()]
+    assert filters[0] == 8 * 2 and max(filters) == 32 * 2  # S holds E * c_out filters
     assert model.fc.in_features == 32
 
 

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lc_lightning.analysis import combined_filters, fgsm_robust, normalized_entropy, spatial_variance
-from lc_lightning.cli import build_cli, main
+from lc_lightning.cli import build_cli
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import (
@@ -205,10 +205,6 @@ def test_a_run_where_the_reduction_is_not_exact_is_refused_in_one_line(
     err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *PRECONDITIONED, *args))
     assert err.strip().splitlines()[-1] == message
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
-    # the same run in the folded form trains
-    monkeypatch.chdir(tmp_path)
-    main(["fit", *tiny_cifar_args(tiny_cifar10[0], *PRECONDITIONED, *args, "--model.network.init_args.lc_form=folded",
-                                  "--trainer.fast_dev_run=true")])  # fmt: skip
 
 
 def test_the_folded_normalised_step_reaches_the_optimizer_as_ps_own_group(tiny_cifar10, tmp_path, monkeypatch):
