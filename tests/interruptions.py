@@ -54,12 +54,14 @@ class PauseAtStep(Callback):
 
 
 class CtrlCAtStep(Callback):
-    """Send this process SIGINT (what Ctrl-C sends) as the batch of global step ``step`` starts,
-    in a fit that did not resume from a checkpoint."""
+    """Raise KeyboardInterrupt, what Python's handler of Ctrl-C's SIGINT raises, as the batch of global
+    step ``step`` starts, in a fit that did not resume from a checkpoint. Raised here rather than by
+    sending SIGINT: a signal's handler runs at whatever bytecode comes next, which may be a finalizer
+    whose exceptions Python ignores, and the interrupt would then be lost."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.ckpt_path is None:
-            os.kill(os.getpid(), signal.SIGINT)
+            raise KeyboardInterrupt
