@@ -146,10 +146,10 @@ class ImageClassifier(LightningModule):
         or explicit LC-Block built with ``normalized_lc_step`` is a group of its own with its
         ``lc_step_scale`` (``lc_lightning.nn.lc_step_scales``): configure_optimizers multiplies that
         group's lr by it and divides its weight decay by it."""
-        scaled = {id(p): scale for p, scale in lc_step_scales(self.network) if p.requires_grad}
-        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in scaled]}]
-        by_id = {id(p): p for p in self.parameters()}
-        return groups + [{"params": [by_id[key]], "lc_step_scale": scale} for key, scale in scaled.items()]
+        scaled = [(p, scale) for p, scale in lc_step_scales(self.network) if p.requires_grad]
+        scaled_ids = {id(p) for p, _ in scaled}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in scaled_ids]}]
+        return groups + [{"params": [p], "lc_step_scale": scale} for p, scale in scaled]
 
     def lr_scale(self) -> float:
         """The factor every learning rate of the optimizer is multiplied by: the global batch (batch
