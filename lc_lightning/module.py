@@ -11,7 +11,8 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from lc_lightning.callbacks import FreezeSpatialConvs
-from lc_lightning.errors import InvalidArgumentError, TrainingDivergedError
+from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.loss_check import FiniteLossCheck, reads_loss_late
 from lc_lightning.nn import check_preconditioning_is_exact, lc_form, lc_step_scales
 from lc_lightning.optim import PaperSGD, RunLengthScheduleCallable, UnitIntervalFromZero
 
@@ -32,7 +33,8 @@ class ImageClassifier(LightningModule):
     classes, ``val/acc_top5`` (and the same ``test/*``).
     With ``freeze_spatial`` the module brings a ``FreezeSpatialConvs`` callback to the
     trainer, so the spatial filters stay frozen at their random initialisation. A loss that is
-    not finite stops training with TrainingDivergedError naming the step.
+    not finite stops training with TrainingDivergedError naming the step (on a GPU one step
+    later, lc_lightning.loss_check, so that the host never waits for a step to finish).
     Every argument, the configs of the network, optimizer and schedule included, is saved as a
     hyperparameter in checkpoints: ``ImageClassifier.load_from_checkpoint(path)`` rebuilds a
     module lc-train trained.
@@ -98,9 +100,10 @@ class ImageClassifier(LightningModule):
             self.network.compile()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.train_metrics = nn.ModuleDict({"acc": MulticlassAccuracy(num_classes, average="micro")})
+        self.train_metrics = nn.ModuleDict({"acc": _accuracy(num_classes)})
         self.val_metrics = _evaluation_metrics(num_classes)
         self.test_metrics = _evaluation_metrics(num_classes)
+        self._loss_check: FiniteLossCheck | None = None  # made by on_fit_start
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1] of shape (N, in_channels, H, W)."""
@@ -122,14 +125,18 @@ class ImageClassifier(LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train", self.train_metrics)
-        # Decided by all ranks together, so that under DDP every rank stops, not just the one that saw it.
-        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
-            raise TrainingDivergedError(
-                f"the training loss is not finite ({loss.item()} on this rank) at step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the checkpoints written "
-                f"so far are kept. A lower --model.optimizer.lr or --trainer.precision=32-true may help."
-            )
+        self._loss_check.check(loss, f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})")
         return loss
+
+    def on_fit_start(self) -> None:
+        self._loss_check = FiniteLossCheck(self.trainer.strategy, late=reads_loss_late(self.device))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._loss_check is not None:  # no checkpoint of a diverged model
+            self._loss_check.flush()
+
+    def on_train_end(self) -> None:
+        self._loss_check.flush()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)
@@ -200,9 +207,15 @@ def _convolutions_to_channels_last(network: nn.Module) -> None:
             module.to(memory_format=torch.channels_last)
 
 
+def _accuracy(num_classes: int, top_k: int = 1) -> MulticlassAccuracy:
+    """Top-k accuracy. Its checks of the targets are off: they read the targets on the host, which
+    waits for the device every step, and cross_entropy has checked them already."""
+    return MulticlassAccuracy(num_classes, top_k=top_k, average="micro", validate_args=False)
+
+
 def _evaluation_metrics(num_classes: int) -> nn.ModuleDict:
     """Top-1 accuracy, and top-5 where there are more than 5 classes (ImageNet's second figure)."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    metrics = {"acc": _accuracy(num_classes)}
     if num_classes > 5:
-        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        metrics["acc_top5"] = _accuracy(num_classes, top_k=5)
     return nn.ModuleDict(metrics)

@@ -95,22 +95,33 @@ def test_a_truncated_or_missing_checkpoint_is_named(tiny_cifar10, tmp_path, monk
     assert f"no checkpoint file at {tmp_path / 'absent.ckpt'}" in err
 
 
-def test_a_nan_loss_stops_training_naming_the_step_and_the_last_checkpoint_loads(
-    tiny_cifar10, tmp_path, monkeypatch, capsys
+@pytest.mark.parametrize("read_late", [False, True], ids=["read-at-once", "read-one-step-late"])
+@pytest.mark.parametrize(
+    "nan_from, where, last_good_step",
+    # 40 training images in batches of 8: 5 steps per epoch. Step 4 is the last of epoch 0, whose
+    # end saves last.ckpt: read late, its NaN must still come out before that checkpoint is written.
+    [(7, "step 7 (epoch 1, batch 2)", 5), (4, "step 4 (epoch 0, batch 4)", None)],
+)  # fmt: skip
+def test_a_nan_loss_stops_training_naming_the_step_and_no_checkpoint_after_it_is_written(
+    tiny_cifar10, tmp_path, monkeypatch, capsys, read_late, nan_from, where, last_good_step
 ):
+    """On a GPU the loss is read one step late (lc_lightning.loss_check); here that path runs on CPU."""
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    # 40 training images in batches of 8: 5 steps per epoch; the 8th training forward pass (step 7,
-    # epoch 1, batch 2) returns NaN.
-    nan_network = ["--model.network=faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=7"]
+    monkeypatch.setattr("lc_lightning.module.reads_loss_late", lambda device: read_late)
+    nan_network = ["--model.network=faulty_networks.NaNAfterSteps", f"--model.network.init_args.nan_from={nan_from}"]
     args = [*tiny_cifar_args(root), *nan_network, "--trainer.max_epochs=3"]
     args.remove("--model.network.init_args.depth=8")
     err = lc_train_error(capsys, "fit", *args)
-    assert "the training loss is not finite (nan on this rank) at step 7 (epoch 1, batch 2)" in err
-    last = tmp_path / "logs" / "cifar10_e32" / "version_0" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 5  # the end of epoch 0, before the NaN
-    cli = build_cli(["validate", *args, f"--ckpt_path={last}"])
-    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+    assert f"the training loss is not finite (nan on this rank) at {where}" in err
+    checkpoints = tmp_path / "logs" / "cifar10_e32" / "version_0" / "checkpoints"
+    saved = [torch.load(path, weights_only=False) for path in checkpoints.glob("*.ckpt")]
+    assert {checkpoint["global_step"] for checkpoint in saved} == ({last_good_step} if last_good_step else set())
+    for checkpoint in saved:
+        assert all(torch.isfinite(value).all() for value in checkpoint["state_dict"].values())
+    if last_good_step:
+        cli = build_cli(["validate", *args, f"--ckpt_path={checkpoints / 'last.ckpt'}"])
+        assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
 
 
 @needs_fashion_mnist
