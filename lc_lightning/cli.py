@@ -14,13 +14,14 @@ from jsonargparse import Namespace
 from lightning import Trainer
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lc_lightning import data, models
 from lc_lightning.argument_errors import check_config_files, class_parameters, explain
-from lc_lightning.callbacks import RecordRun, RequeueOnSignal, SummarizeFit
+from lc_lightning.callbacks import ProgressBar, RecordRun, RequeueOnSignal, SummarizeFit
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.cli_help import short_help
 from lc_lightning.data import ImageDataModule
@@ -60,6 +61,7 @@ class LCTrainCLI(LightningCLI):
 
     ``--checkpoint.*`` configures a ModelCheckpoint (``save_last`` on) and ``--lr_monitor.*`` a
     LearningRateMonitor (per step); both are always present, whatever ``trainer.callbacks`` lists.
+    The progress bar is lc_lightning.callbacks.ProgressBar unless ``trainer.callbacks`` names one.
 
     With the TensorBoardLogger (the default), every fit has a run directory
     (lc_lightning.run_directory), fixed before anything is built: the config, its status and
@@ -122,9 +124,15 @@ class LCTrainCLI(LightningCLI):
             raise
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
+        trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).trainer
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        showing_progress = trainer_config.get("enable_progress_bar") is not False
+        if showing_progress and not any(isinstance(callback, ProgressBarBase) for callback in callbacks):
+            kwargs["callbacks"] = [*callbacks, ProgressBar()]  # a progress bar the config names is kept
         if SLURMEnvironment.detect():
             # RequeueOnSignal replaces Lightning's requeue, which saves wherever SIGUSR1 lands
-            plugins = self.config_init[self.subcommand].trainer.get("plugins") or []
+            plugins = trainer_config.get("plugins") or []
             plugins = plugins if isinstance(plugins, list) else [plugins]
             kwargs["plugins"] = [*plugins, SLURMEnvironment(auto_requeue=False)]
         return super().instantiate_trainer(**kwargs)
