@@ -1,9 +1,11 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import dataset_files
 import pytest
+import torch
 import yaml
 from torchvision import datasets
 
@@ -15,6 +17,18 @@ needs_fashion_mnist = pytest.mark.skipif(
 )
 """Marks a test that reads Debian's real Fashion-MNIST files."""
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CUDA_TEST_DEVICE = os.environ.get("LC_TEST_DEVICE", "cuda")
+"""The device the ``cuda`` tests run on: a CUDA GPU, or with LC_TEST_DEVICE=cpu the CPU (the GPU
+acceptance's --dry-run runs them so before any GPU is at hand)."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the ``cuda`` tests where they would need a GPU and there is none."""
+    if CUDA_TEST_DEVICE == "cuda" and not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (LC_TEST_DEVICE=cpu runs it on the CPU)")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
 
 
 def config_args(path: Path) -> list[str]:
