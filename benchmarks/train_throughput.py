@@ -305,8 +305,9 @@ def _record(args: argparse.Namespace, row: dict) -> None:
             out.write(json.dumps(row) + "\n")
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print the rows that ``argv`` (default: the command line) asks for."""
+    args = parse_args(argv)
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) - 1)
     timed = f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps after {args.warmup}"
