@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, printed_config
+from conftest import CONFIGS, config_args, printed_config
 
 from lc_lightning.cli import build_cli
 from lc_lightning.nn import lc_blocks, lc_form, spatial_convs, spatial_weights
@@ -201,14 +201,6 @@ def test_table1_svhn_trains_on_the_tiny_mat_files(tiny_svhn, tmp_path, monkeypat
     cli = fast_dev_run("table1/svhn_baseline.yaml", tiny_svhn[0])
     assert expansions(cli.model) == set()
     assert all(p.requires_grad for p in cli.model.parameters())
-
-
-@needs_fashion_mnist
-def test_table1_fashion_mnist_trains_on_the_real_files(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    cli = fast_dev_run("table1/fashion_mnist_lc_learnable.yaml", FASHION_MNIST_DEBIAN)
-    assert cli.model.hparams.in_channels == 1 and cli.model.mean.shape == (1, 1, 1, 1)
-    assert frozen_and_trainable(cli.model) == (False, True)
 
 
 def test_table2_trains_on_the_tiny_imagenet_tree_with_lr_scaled_to_the_batch(tiny_imagenet, tmp_path, monkeypatch):
