@@ -23,6 +23,7 @@ hundred images) in under two minutes: the test suite runs it.
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -155,9 +156,7 @@ def part_table1(args, env: dict, seconds: float) -> dict:
         "--data.download=false",
         "--trainer.enable_progress_bar=false",
     ]
-    data = args.files / "fashion-mnist"
-    if data.is_dir():
-        common.append(f"--data.data_dir={data}")
+    common.append(f"--data.data_dir={args.files / 'fashion-mnist'}")
     if args.dry_run:
         tiny = "--trainer.max_epochs=1 --data.train_subset=256 --data.val_subset=128 --data.batch_size=64"
         common += ["--config", "configs/trainer/cpu.yaml", *tiny.split(), "--data.num_workers=0"]
@@ -363,13 +362,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where report.md and results.json go")
     parser.add_argument("--work", type=Path, default=None, help="run directories and logs (default: OUT/work)")
-    parser.add_argument("--files", type=Path, default=REPO / ".gpu", help="what gather_gpu_files.sh gathered")
+    parser.add_argument(
+        "--files", type=Path, default=REPO / ".gpu", help="what gather_gpu_files.sh gathered (default: .gpu)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="every part on the CPU at tiny size")
     args = parser.parse_args()
     args.work = args.work or args.out / "work"
     if (args.work / "runs").exists():  # the report reads the runs it starts; a run directory is never reused
         parser.exit(
             2, f"gpu_acceptance.py: {args.work / 'runs'} holds an earlier acceptance's runs; give another --work\n"
+        )
+    needed = {
+        "jsonargparse wheels": any((args.files / "wheels").glob("*.whl")) or importlib.util.find_spec("jsonargparse"),
+        "Fashion-MNIST files": any((args.files / "fashion-mnist").glob("*-ubyte*")),
+    }
+    missing = [what for what, found in needed.items() if not found]
+    if missing:
+        parser.exit(
+            2, f"gpu_acceptance.py: no {' or '.join(missing)} in {args.files}: run benchmarks/gather_gpu_files.sh\n"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ def test_the_dry_run_runs_every_part_from_the_gathered_files(tmp_path):
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)  # its runs are a record: never reused
     assert again.returncode == 2 and "holds an earlier acceptance's runs; give another --work" in again.stderr
     assert (out / "report.md").read_text() == report
+    elsewhere = [*command[:-1], str(tmp_path / "none")]  # --files with nothing gathered
+    lacking = subprocess.run([*elsewhere, "--work", str(tmp_path / "other")], cwd=REPO, capture_output=True, text=True)
+    assert lacking.returncode == 2 and f"no Fashion-MNIST files in {tmp_path / 'none'}" in lacking.stderr
     for line in ("| 75-epoch CIFAR-10 run, LC x2 frozen", "## 1. CUDA tests", "## 2. Throughput", "| LC frozen random"):
         assert line in report, line
     headline = [line for line in report.split("## 1.")[0].splitlines() if line.startswith("| ")][1:]
