@@ -40,6 +40,13 @@ TABLE1_MODES = {"baseline": "baseline", "lc_learnable": "LC learnable", "lc_froz
 GOAL_MINUTES, GOAL_LOADER_SPEEDUP = 3.0, 3.0
 
 
+def stop_group(process: subprocess.Popen) -> str:
+    """Kill ``process`` and every process of its session (it was started with start_new_session)."""
+    os.killpg(process.pid, 9)
+    process.wait()
+    return "stopped at its time budget"
+
+
 def run_bounded(command: list[str], seconds: float, env: dict, log: Path | None) -> str:
     """Run ``command`` (its output into ``log``, or here if None) for at most ``seconds``: "done",
     "failed (exit N)" or "stopped at its time budget" (its whole process group killed)."""
@@ -50,9 +57,7 @@ def run_bounded(command: list[str], seconds: float, env: dict, log: Path | None)
         try:
             code = process.wait(timeout=max(1.0, seconds))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
-            return "stopped at its time budget"
+            return stop_group(process)
     return "done" if code == 0 else f"failed (exit {code})"
 
 
@@ -146,17 +151,16 @@ def part_throughput(args, env: dict, seconds: float) -> dict:
 
 
 def part_table1(args, env: dict, seconds: float) -> dict:
-    sys.path.insert(0, str(REPO))
     from lc_lightning.report.paper import paper_numbers
     from lc_lightning.run_directory import RunDirectory
 
     runs = args.work / "runs"
     common = [
         f"--trainer.logger.init_args.save_dir={runs}",
+        f"--data.data_dir={args.files / 'fashion-mnist'}",
         "--data.download=false",
         "--trainer.enable_progress_bar=false",
     ]
-    common.append(f"--data.data_dir={args.files / 'fashion-mnist'}")
     if args.dry_run:
         tiny = "--trainer.max_epochs=1 --data.train_subset=256 --data.val_subset=128 --data.batch_size=64"
         common += ["--config", "configs/trainer/cpu.yaml", *tiny.split(), "--data.num_workers=0"]
@@ -182,9 +186,7 @@ def part_table1(args, env: dict, seconds: float) -> dict:
         if mode in ended:
             status = "done" if process.returncode == 0 else f"failed (exit {process.returncode})"
         else:
-            os.killpg(process.pid, 9)
-            process.wait()
-            status = "stopped at its time budget"
+            status = stop_group(process)
         run = RunDirectory(runs / "table1" / f"fashion_mnist_{mode}" / "version_0")
         record = run.status() if run.exists() else None
         results.append(
@@ -327,7 +329,8 @@ def write_report(args, results: dict) -> None:
 
 
 def prepare(args) -> dict:
-    """The environment of every part's processes: this checkout importable, the carried wheels installed."""
+    """The environment of every part's processes, and this process's import path: this checkout
+    importable, the carried wheels installed."""
     paths = [str(REPO)]
     wheels = sorted((args.files / "wheels").glob("*.whl"))
     if wheels:
@@ -350,7 +353,7 @@ def prepare(args) -> dict:
             check=True,
         )
         paths.insert(0, str(site))
-        sys.path.insert(0, str(site))
+    sys.path[:0] = paths  # part_table1 reads the run directories with lc_lightning here
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     env["PYTHONUNBUFFERED"] = "1"
     if args.dry_run:
