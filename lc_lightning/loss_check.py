@@ -68,7 +68,19 @@ def _raise_if_diverged(pending: tuple[torch.Tensor, torch.cuda.Event | None, str
 
 
 def _diverged(loss: float, where: str) -> TrainingDivergedError:
+    return TrainingDivergedError(f"the training loss is not finite ({loss} on this rank) at {where}; {STOPPED}")
+
+
+def diverged_in_validation(step: int, epoch: int) -> TrainingDivergedError:
+    """The error for a fit whose validation loss is not finite though its training losses were: the last
+    steps of epoch ``epoch`` (up to step ``step``) broke the weights."""
     return TrainingDivergedError(
-        f"the training loss is not finite ({loss} on this rank) at {where}; training stopped and the "
-        f"checkpoints written so far are kept. A lower --model.optimizer.lr or --trainer.precision=32-true may help."
+        f"the validation loss is not finite after step {step} (epoch {epoch}): the weights diverged in the epoch's "
+        f"last steps; {STOPPED}"
     )
+
+
+STOPPED = (
+    "training stopped and the checkpoints written so far are kept. A lower --model.optimizer.lr or "
+    "--trainer.precision=32-true may help."
+)

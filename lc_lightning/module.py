@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.loss_check import FiniteLossCheck, reads_loss_late
+from lc_lightning.loss_check import FiniteLossCheck, diverged_in_validation, reads_loss_late
 from lc_lightning.nn import check_preconditioning_is_exact, lc_form, lc_step_scales
 from lc_lightning.optim import PaperSGD, RunLengthScheduleCallable, UnitIntervalFromZero
 
@@ -61,7 +61,9 @@ class ImageClassifier(LightningModule):
         channels_last: keep the network's weights and its inputs in the channels-last memory
             format (NHWC), which ``benchmarks/train_throughput.py`` measured faster on CPU and
             which GPU convolutions in bf16 run fastest in. The same results up to
-            floating-point rounding (other kernels).
+            floating-point rounding (other kernels). On the CPU it is left off for a network
+            with a convolution that torch breaks there in it (``_breaks_channels_last_on_cpu``):
+            decided for the device the network runs on, at ``setup`` and in every forward.
         compile: compile the network with ``torch.compile`` (in place, so checkpoints keep
             their parameter names); the first steps take longer while it compiles. Off by
             default (see ``benchmarks/train_throughput.py`` for what it gains).
@@ -95,7 +97,9 @@ class ImageClassifier(LightningModule):
         self.network = network(num_classes, in_channels)
         check_preconditioning_is_exact(self.network, freeze_spatial)
         if channels_last:
-            _convolutions_to_channels_last(self.network)
+            _convolutions_to_memory_format(self.network, torch.channels_last)
+        self._weights_channels_last = channels_last  # the format the weights are in (_runs_channels_last)
+        self._breaks_channels_last_on_cpu = any(map(_breaks_channels_last_on_cpu, self.network.modules()))
         if compile:
             self.network.compile()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -108,9 +112,25 @@ class ImageClassifier(LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1] of shape (N, in_channels, H, W)."""
         normalized = (images - self.mean) / self.std
-        if self.hparams.channels_last:
+        if self._runs_channels_last(normalized.device):
             normalized = normalized.contiguous(memory_format=torch.channels_last)
         return self.network(normalized)
+
+    def setup(self, stage: str) -> None:
+        self._runs_channels_last(self.trainer.strategy.root_device)  # the weights settled before DDP wraps them
+
+    def _runs_channels_last(self, device: torch.device) -> bool:
+        """Whether the network runs in channels-last on ``device``: ``channels_last``, except on the CPU for a
+        network with a convolution that breaks there in it. Puts the weights of the convolutions in the format
+        where they are not in it yet, so that weights and inputs always agree (a channels-last weight alone
+        makes torch run the convolution in channels-last)."""
+        channels_last = self.hparams.channels_last and not (device.type == "cpu" and self._breaks_channels_last_on_cpu)
+        if channels_last != self._weights_channels_last:
+            _convolutions_to_memory_format(
+                self.network, torch.channels_last if channels_last else torch.contiguous_format
+            )
+            self._weights_channels_last = channels_last
+        return channels_last
 
     def _step(self, batch, stage: str, metrics: nn.ModuleDict) -> torch.Tensor:
         images, targets = batch
@@ -138,8 +158,22 @@ class ImageClassifier(LightningModule):
     def on_train_end(self) -> None:
         self._loss_check.flush()
 
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self._loss_check.flush()  # a training loss still to be read comes first
+        self._validation_finite = torch.ones((), dtype=torch.bool, device=self.device)
+
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_metrics)
+        loss = self._step(batch, "val", self.val_metrics)
+        self._validation_finite &= torch.isfinite(loss)  # on the device: read once, at the epoch's end
+
+    def on_validation_epoch_end(self) -> None:
+        """In a fit, a validation loss that is not finite on any process stops training before the epoch's
+        checkpoint is written: the epoch's last steps broke the weights after its last finite training loss."""
+        if self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
+            return
+        if not self.trainer.strategy.reduce_boolean_decision(bool(self._validation_finite), all=True):
+            raise diverged_in_validation(self.global_step, self.current_epoch)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test", self.test_metrics)
@@ -198,13 +232,31 @@ class ImageClassifier(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def _convolutions_to_channels_last(network: nn.Module) -> None:
-    """Put the weight of every convolution that runs as one in the channels-last format. S and P
-    of a folded or explicit LC-Block only feed its combined weight (a matrix product) and stay as
+def _convolutions_to_memory_format(network: nn.Module, memory_format: torch.memory_format) -> None:
+    """Put the weight of every convolution that runs as one in ``memory_format``. S and P of a
+    folded or explicit LC-Block only feed its combined weight (a matrix product) and stay as
     they are: converted, they would be copied back every step."""
     for module in network.modules():
         if isinstance(module, nn.Conv2d) and lc_form(module) not in ("folded", "explicit"):
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=memory_format)
+
+
+def _breaks_channels_last_on_cpu(module: nn.Module) -> bool:
+    """A convolution whose channels-last backward torch gets wrong on the CPU: 1x1, stride > 1, fewer
+    than 16 input channels (CifarResNet's stride-2 shortcuts with a width under 16). Verified with torch
+    2.14.1 (oneDNN 3.12, its ``jit_1x1`` weight gradient, fp32): with AVX-512 it writes past its
+    workspace once the output has about 28x28 pixels (56 px inputs) or more, which kills the process
+    ("double free or corruption", exit 134, or a segfault, 139) at 64 and 224 px; with oneDNN held to
+    AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, the kernels of AVX2-only CPUs) it gives wrong weight gradients
+    or hangs for fewer than 8 input channels from 8 px inputs on. With 16 to 48 input channels (up to
+    224 px), 1x1 stride 1, 2x2/2, 3x3/1 and /2, 4x4/4, 5x5/2, 7x7/2, and in the contiguous format, the
+    gradients are those of float64 up to float32 rounding."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and max(module.stride) > 1
+        and module.in_channels < 16
+    )
 
 
 def _accuracy(num_classes: int, top_k: int = 1) -> MulticlassAccuracy:
