@@ -1,5 +1,6 @@
 """One-line messages for what lc-train's parser rejects: unknown options and class names with
-"did you mean", values outside their choices or range, missing and malformed config files.
+"did you mean", values outside their choices or range or of the wrong type (a list for one value),
+missing and malformed config files (a grid file of lc-sweep among them), a directory as --ckpt_path.
 
 jsonargparse reports these as multi-line texts (nested "Parser key" blocks, Union alternatives);
 ``explain`` condenses such a text into the one line that names the option and what to do.
@@ -17,6 +18,8 @@ import yaml
 from torch import nn
 
 from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.run_directory import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
+from lc_lightning.sweep.grid import KNOWN_SECTIONS
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 _CLASS_PATH = re.compile(r"class_path[=:]? ?'([\w.]+)'")
@@ -24,12 +27,18 @@ _NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
 _LITERAL = re.compile(r"Literal\[([^\]]*)\]")
 _GOT_VALUE = re.compile(r"(?:Got|Given) value: ([^\n]*?)(?:\. Got value:|$)", re.MULTILINE)
 _RESTRICTION = re.compile(r"Not of type \w+: (\S+) does not conform to restriction (.+?)(?:\. Got value:|$)", re.M)
-_EXPECTED_TYPE = re.compile(r"Expected a <class '(\w+)'>\. Got value: (\S+)")
+_EXPECTED_TYPE = re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*?)(?:\. Got value:|$)", re.MULTILINE)
 _NOT_A_NUMBER = re.compile(r"could not convert string to (\w+): '([^']*)'")
 _MISSING_FILE = re.compile(r"File does not exist: '([^']+)'")
 _NO_CLASS = re.compile(r"Expected a dot import path string: (\S+)|module '([\w.]+)' has no attribute '(\w+)'")
 _NOT_SUBCLASS = re.compile(r"Expected '([\w.]+)' to be a subclass of <class '(\w+)'>")
 _INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)")
+_NO_UNION_TYPE = "Does not validate against any of the Union subtypes"
+_SUBTYPES = re.compile(r"^\s*Subtypes: \[(.*)\]$", re.MULTILINE)
+_GIVEN_TYPE = re.compile(r"^\s*Given value type: <class '([\w.]+)'>$", re.MULTILINE)
+_GIVEN_VALUE = re.compile(r"^\s*Given value: (.*?)(?:\. Got value:.*)?$", re.MULTILINE)
+_CLASS = re.compile(r"<class '([\w.]+)'>")
+_LIST_TYPES = ("list", "List", "Sequence", "Iterable", "tuple", "Tuple", "set", "Set")
 
 
 def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence[str]]) -> str:
@@ -95,21 +104,154 @@ def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence
         return f"{option}: {given!r} is not one of {', '.join(choices)}{_did_you_mean(given, choices)}"
     if wrong_type := _NOT_A_NUMBER.search(message) or _EXPECTED_TYPE.search(message):
         kind, given = wrong_type.groups()
-        return f"{option}: expected {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {given!r}"
+        return f"{option}: expected {_a(kind)}, got {given!r}{_list_hint(key, given)}"
+    if _NO_UNION_TYPE in message and (union := _union_mismatch(message)):
+        expected, given, given_type, list_like = union
+        hint = "" if list_like else _list_hint(key, given, given_list=given_type == "list")
+        return f"{option}: expected {expected}, got {given!r}{hint}"
     return f"{option}: " + _joined(message.split(":", 1)[1])
+
+
+def _union_mismatch(message: str) -> tuple[str, str, str, bool] | None:
+    """From jsonargparse's "Does not validate against any of the Union subtypes" dump, the innermost
+    one's (the types it accepts in words, the value given, the value's type, whether a list is among
+    the types); None where the dump lacks them."""
+    subtypes = list(_SUBTYPES.finditer(message))
+    if not subtypes:
+        return None
+    rest = message[subtypes[-1].end() :]
+    given, given_type = _GIVEN_VALUE.search(rest), _GIVEN_TYPE.search(rest)
+    if given is None or given_type is None or given_type.group(1).endswith("NestedArg"):
+        return None
+    names = [_type_in_words(text) for text in _split_types(subtypes[-1].group(1))]
+    names = list(dict.fromkeys(names))
+    expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return expected, given.group(1).strip(), given_type.group(1), "a list" in names
+
+
+def _split_types(text: str) -> list[str]:
+    """The items of a ``Subtypes: [...]`` list, split at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(text[start:index])
+            start = index + 1
+    return [item.strip() for item in [*items, text[start:]] if item.strip()]
+
+
+def _type_in_words(text: str) -> str:
+    """``<class 'int'>`` -> "an int", ``<class 'NoneType'>`` -> "null", ``typing.List[int]`` -> "a list"."""
+    if named := _CLASS.fullmatch(text):
+        name = named.group(1).rpartition(".")[2]
+        return "null" if name == "NoneType" else _a(name)
+    origin = text.partition("[")[0].rpartition(".")[2]
+    return "a list" if origin in _LIST_TYPES else _a(origin or text)
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _list_hint(key: str, given: str, given_list: bool = False) -> str:
+    """For a value of one option that looks like several (``2, 4``, ``[2, 4]``): how lc-sweep takes a
+    list of values, one per run; "" for other values."""
+    if not (given_list or "," in given):
+        return ""
+    values = [value.strip() for value in given.strip().strip("[]").split(",") if value.strip()]
+    if len(values) < 2:
+        return ""
+    return (
+        f" (it takes one value; to train one run per value, give lc-sweep the list [{', '.join(values)}] in a "
+        f"grid file or --axis {key}={','.join(values)})"
+    )
 
 
 def check_config_files(args: Sequence[str]) -> None:
     """Raise InvalidArgumentError naming the file, line and column where a ``--config`` file of
-    ``args``, or a config file one of them names as a value, is not valid YAML. Missing files
+    ``args``, or a config file one of them names as a value, is not valid YAML, and naming a
+    ``--config`` file that is empty, no mapping of options, or an lc-sweep grid file. Missing files
     are left to the parser."""
     for path in _config_paths(args):
-        _check_yaml(path, set())
+        document = _check_yaml(path, set())
+        if path.is_file():
+            _check_config_mapping(path, document)
 
 
-def _check_yaml(path: Path, seen: set[Path]) -> None:
+def option_value(args: Sequence[str], option: str) -> str | None:
+    """The value the last ``option VALUE`` or ``option=VALUE`` of ``args`` gives, None without one."""
+    value = None
+    for index, arg in enumerate(args):
+        if arg.startswith(f"{option}="):
+            value = arg.partition("=")[2]
+        elif arg == option and index + 1 < len(args):
+            value = args[index + 1]
+    return value
+
+
+def concerns_the_user_s_input(message: str, args: Sequence[str]) -> bool:
+    """Whether the one-line parse error ``message`` may be about what ``args`` set: they hold a
+    ``--config``, or an option that is, contains or lies within one the message names (every key of
+    a "required" message). False means the value came from a config lc-train put in front of them."""
+    if _config_paths(args):
+        return True
+    given = [_plain_key(arg.partition("=")[0][2:]) for arg in args if arg.startswith("--")]
+    named = [_plain_key(key) for key in re.findall(r"--([\w.]+)", message)]
+    if message.startswith("the following arguments are required:"):
+        named = [_plain_key(key.strip().partition(".")[2]) for key in message.split(":", 1)[1].split(",")]
+    return any(
+        mine == key or mine.startswith(f"{key}.") or key.startswith(f"{mine}.") for mine in given for key in named
+    )
+
+
+def _plain_key(key: str) -> str:
+    return key.replace(".init_args.", ".")
+
+
+def checkpoint_directory_advice(path: Path) -> str:
+    """What to give ``--ckpt_path`` instead of the directory ``path``: the run's checkpoints/last.ckpt
+    where it has one, else the checkpoints it holds, else that it holds none."""
+    run = (path / CONFIG_FILE).is_file()
+    what = "a run directory" if run else "a directory"
+    for last in (path / CHECKPOINT_DIR / LAST_CHECKPOINT, path / LAST_CHECKPOINT):
+        if last.is_file():
+            return f"--ckpt_path {path} is {what}, not a checkpoint file: give {last}"
+    held = sorted(path.glob("*.ckpt")) + sorted(path.glob(f"{CHECKPOINT_DIR}/*.ckpt"))
+    if held:
+        more = f" ({len(held) - 3} more)" if len(held) > 3 else ""
+        listing = ", ".join(str(checkpoint) for checkpoint in held[:3])
+        return f"--ckpt_path {path} is {what}, not a checkpoint file: give one of its checkpoints, {listing}{more}"
+    runs = sorted(last.parent.parent for last in path.glob(f"*/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}"))
+    if runs:
+        example = runs[-1] / CHECKPOINT_DIR / LAST_CHECKPOINT
+        return (
+            f"--ckpt_path {path} is a folder of {len(runs)} run(s), not a checkpoint file: give one run's "
+            f"checkpoints/last.ckpt, e.g. {example}"
+        )
+    if run:
+        return f"--ckpt_path {path} is a run directory that holds no checkpoint (*.ckpt): the run saved none"
+    return f"--ckpt_path {path} is a directory that holds no checkpoint (*.ckpt): give a checkpoint file"
+
+
+def _check_config_mapping(path: Path, document) -> None:
+    if isinstance(document, dict) and "grid" in document and set(document) <= KNOWN_SECTIONS:
+        raise InvalidArgumentError(
+            f"{path} is an lc-sweep grid file ({', '.join(sorted(document))}), not an lc-train config: "
+            f"run its grid with lc-sweep {path}"
+        )
+    if document is None:
+        raise InvalidArgumentError(f"{path} is empty: an lc-train config is a mapping of options (model:, data:...)")
+    if not isinstance(document, dict):
+        kind = "a list" if isinstance(document, list) else f"the single value {document!r}"
+        raise InvalidArgumentError(
+            f"{path} holds {kind}, not a mapping of options (model:, data:...) as an lc-train config does"
+        )
+
+
+def _check_yaml(path: Path, seen: set[Path]):
+    """The YAML document in ``path`` (None where it is not a file or was seen), after the files it names."""
     if path in seen or not path.is_file():
-        return
+        return None
     seen.add(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -122,6 +264,7 @@ def _check_yaml(path: Path, seen: set[Path]) -> None:
     for value in _strings(document):
         if value.endswith((".yaml", ".yml")):
             _check_yaml(path.parent / value, seen)
+    return document
 
 
 def _config_paths(args: Sequence[str]) -> list[Path]:

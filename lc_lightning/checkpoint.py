@@ -17,14 +17,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     A checkpoint is written with lc_lightning.run_directory.write_atomically: whatever kills the
     process meanwhile, the final path holds the old complete file or the new complete file, and
-    its permissions follow the umask. A missing, truncated or corrupt file given to ``load_checkpoint``
-    (``--ckpt_path``) raises CheckpointError naming it.
+    its permissions follow the umask. A write that fails (a full disk) raises its OSError, naming the
+    file. A missing, truncated or corrupt file given to ``load_checkpoint`` (``--ckpt_path``) raises
+    CheckpointError naming it.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        write_atomically(Path(path), lambda file: torch.save(checkpoint, file))
+        write_atomically(Path(path), lambda file: _save(checkpoint, file))
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)
@@ -36,6 +37,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location, weights_only)
         except LOAD_ERRORS as error:
             raise unreadable(path, error) from error
+
+
+def _save(checkpoint: dict[str, Any], file) -> None:
+    """torch.save, raising the OSError of a failed write (a full disk) rather than the RuntimeError
+    torch's zip writer raises after it."""
+    try:
+        torch.save(checkpoint, file)
+    except RuntimeError as error:
+        if isinstance(error.__context__, OSError):
+            raise error.__context__ from None
+        raise
 
 
 # What torch.load raises for a truncated or corrupt file.

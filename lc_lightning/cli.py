@@ -1,11 +1,12 @@
 """``lc-train``: the LightningCLI of lc-lightning (subcommands fit, validate, test)."""
 
+import contextlib
+import errno
 import importlib
 import os
 import sys
 import warnings
 from argparse import ArgumentError, ArgumentParser, _SubParsersAction
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,14 +21,24 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lc_lightning import data, models
-from lc_lightning.argument_errors import check_config_files, class_parameters, explain
+from lc_lightning.argument_errors import (
+    check_config_files,
+    checkpoint_directory_advice,
+    class_parameters,
+    concerns_the_user_s_input,
+    explain,
+    option_value,
+)
 from lc_lightning.callbacks import ProgressBar, RecordRun, RequeueOnSignal, SummarizeFit
+from lc_lightning.callbacks.summary import resume_command
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.cli_help import short_help
 from lc_lightning.data import ImageDataModule
-from lc_lightning.errors import CheckpointError, InvalidArgumentError, UserInputError
+from lc_lightning.errors import CheckpointError, InvalidArgumentError, MachineFaultError, RunHeldError, UserInputError
+from lc_lightning.faults import CrashLog, describe_fault, is_disk_full, machine_fault
 from lc_lightning.module import ImageClassifier
-from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, RunStatus, describe_error
+from lc_lightning.run_directory import EVALUATION_STAGES, NEW_RUN_ADVICE, RunDirectory, describe_error, shown
+from lc_lightning.run_lock import RunLock
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
@@ -51,6 +62,8 @@ KNOWN_CLASSES = {
 }
 # --ckpt_path values that name no file
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
+# The directory the global-zero process fixed, for the processes Lightning's DDP launcher starts after it
+RUN_DIRECTORY = "LC_LIGHTNING_RUN_DIRECTORY"
 # Our DataModules save where the training loader stands in its epoch (ImageDataModule.state_dict),
 # so a checkpoint taken in the middle of an epoch resumes exactly; Lightning cannot see that.
 warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
@@ -75,38 +88,150 @@ class LCTrainCLI(LightningCLI):
     run: RunDirectory | None = None
     """The directory of this fit, or of this evaluation; None with another logger."""
     _checkpoint: dict | None = None  # the --ckpt_path checkpoint, memory-mapped, until it is checked
+    _given_model: Namespace | None = None  # the model config given, before the --ckpt_path checkpoint's replaced it
+    _created: Path | None = None  # the topmost folder this start created for its directory
+    _lock: RunLock | None = None  # the directory's lock, while this process (the global-zero one) holds it
+    _crash_log: CrashLog | None = None  # where a native crash of this process writes its stacks, meanwhile
+    _trainer_started = False  # whether trainer.fit/validate/test was called (RecordRun keeps the status since)
+    _discarded = False  # whether this failed start removed the directory it had created
+
+    def __init__(self, *args, **kwargs) -> None:
+        """LightningCLI's; then, whatever happened, the directory is let go. A start that failed before
+        its first training step leaves nothing it created, and a failed start of an existing run records
+        why unless the run finished. A full disk or an unwritable directory (lc_lightning.faults) ends
+        in MachineFaultError, one line saying what happened, where, and the command to run once it is
+        fixed."""
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException as error:
+            self._end_failed_start(error)
+            fault = machine_fault(error)
+            if fault is not None:
+                raise MachineFaultError(self._fault_line(fault)) from None
+            raise
+        finally:
+            if self._crash_log is not None:
+                self._crash_log.close()
+            if self._lock is not None:
+                with contextlib.suppress(OSError):
+                    self.run.let_go(self._lock)
+            self._crash_log = self._lock = None
+
+    def _end_failed_start(self, error: BaseException) -> None:
+        if self._lock is None:
+            return  # nothing of the directory is this process's
+        never_trained = self.subcommand != "fit" or getattr(getattr(self, "trainer", None), "global_step", 0) == 0
+        if self._created is not None and never_trained:
+            self.run.discard(self._created)
+            self._discarded = True
+        elif not self._trainer_started:
+            with contextlib.suppress(OSError):  # a full disk, a read-only directory: the error says it
+                self.run.record_failure(describe_error(_user_input_cause(error) or error))
+
+    def _fault_line(self, fault: OSError) -> str:
+        """What happened (lc_lightning.faults.describe_fault), what was kept and the command to run once
+        the disk has room or the directory is writable again."""
+        what = describe_fault(fault, shown(fault.filename) if fault.filename else None)
+        full = is_disk_full(fault)
+        if self.run is None or self._discarded or not self.run.exists():
+            fix = "free some space" if full else "make it writable"
+            if self.subcommand == "fit" and not full:
+                fix = "log to a writable directory (--trainer.logger.init_args.save_dir=DIR) or make it writable"
+            return f"{what}. Nothing was kept: {fix}, then run the same command again"
+        once = "there is space" if full else "it is writable"
+        if self.subcommand != "fit" or self.config[self.subcommand].get("ckpt_path") is not None:
+            return f"{what}. Once {once}, run the same command again"
+        latest = self.run.latest_checkpoint()
+        kept = "the run saved no checkpoint" if latest is None else f"the run's newest checkpoint is {shown(latest)}"
+        return f"{what}; {kept}. Once {once}, resume it with: {resume_command(self.run)}"
 
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         # a parse error raises ArgumentError, which parse_arguments turns into one line
         return super().init_parser(**{"exit_on_error": False, **kwargs})
 
+    @classmethod
+    def subcommands(cls) -> dict[str, set[str]]:
+        """LightningCLI's subcommands less ``predict``: lc-train's models and data have no prediction."""
+        return {name: skip for name, skip in super().subcommands().items() if name != "predict"}
+
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        with_run = None
+        with_run, the_run_s_config = None, "the config of the run whose checkpoint --ckpt_path names"
         if args is None or isinstance(args, list):
             command_line = sys.argv[1:] if args is None else args
+            ckpt_path = option_value(command_line, "--ckpt_path")
+            if ckpt_path not in (None, *CHECKPOINT_KEYWORDS) and Path(ckpt_path).is_dir():
+                read_checkpoint(Path(ckpt_path))  # says which file to give instead, before the parser asks for more
             check_config_files(command_line)
             with_run = with_evaluated_run_config(command_line)
+            if with_run is not None:
+                try:
+                    check_config_files(with_run)  # the user's own passed above: the run's config
+                except InvalidArgumentError as error:
+                    raise InvalidArgumentError(f"{error} ({the_run_s_config})") from None
         try:
             with warnings.catch_warnings():
                 # the command line itself, when lc-train put the run's config into it
                 warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
                 super().parse_arguments(parser, args if with_run is None else with_run)
         except ArgumentError as error:
-            raise InvalidArgumentError(explain_parse_error(error, parser)) from None
+            message = explain_parse_error(error, parser)
+            if with_run is not None and not concerns_the_user_s_input(message, command_line):
+                message += f"; check {RunDirectory.containing(Path(ckpt_path)).config_file}, {the_run_s_config}"
+            raise InvalidArgumentError(message) from None
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path not in CHECKPOINT_KEYWORDS:
             self._checkpoint = read_checkpoint(Path(ckpt_path))
+            self._given_model = self.config[subcommand].model.clone()  # before LightningCLI takes the checkpoint's
+
+    def _report_replaced_options(self) -> None:
+        """One line naming the model options given that LightningCLI replaced by the ``--ckpt_path``
+        checkpoint's own (its hyperparameters), if any."""
+        given, used = _leaves(self._given_model.as_dict()), _leaves(self.config[self.subcommand].model.as_dict())
+        replaced = [
+            f"--{key}={given[key]} (its {used[key]})" for key in given if key in used and used[key] != given[key]
+        ]
+        if replaced and rank_zero_only.rank == 0:
+            checkpoint = self.config[self.subcommand].ckpt_path
+            print(
+                f"lc-train: checkpoint {checkpoint} keeps the model it was trained with, in place of "
+                f"{', '.join(replaced)}",
+                file=sys.stderr,
+            )
 
     def before_instantiate_classes(self) -> None:
+        """Fix the directory and, on the global-zero process, hold it; then check the process layout and
+        the accelerator against this machine."""
         if self.subcommand is None:
             return
+        if self._given_model is not None:
+            self._report_replaced_options()
         config = self.config[self.subcommand]
-        take_layout_from_slurm(config.trainer)
         if self.subcommand == "fit":
-            self.run = pin_run_directory(config.trainer)
+            self.run, self._created = pin_run_directory(config.trainer)
         elif self.subcommand in EVALUATION_STAGES:
-            self.run = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
+            self.run, self._created = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
+        if self.run is not None and rank_zero_only.rank == 0:
+            self._hold_run()
+        take_layout_from_slurm(config.trainer)
+        check_accelerator(config.trainer)
+
+    def _hold_run(self) -> None:
+        """Take the run's lock (lc_lightning.run_lock); say so where it takes over from a process that died."""
+        before = self.run.status()
+        try:
+            self._lock = self.run.hold(f"lc-train {self.subcommand}")
+        except RunHeldError as error:
+            raise InvalidArgumentError(
+                f"{shown(self.run.path)} is in use by {error.holder}; only that process writes to it. Wait until it "
+                f"ends (or stop it), or {NEW_RUN_ADVICE}"
+            ) from None
+        if before is not None and before.state == "died":
+            where = f"at epoch {before.epoch}, step {before.global_step}"
+            print(f"lc-train: {shown(self.run.path)} died {where} ({before.error}); taking it over")
+        elif self._lock.previous is not None:
+            print(f"lc-train: {shown(self.run.path)} was held by {self._lock.previous}, which is gone; taking it over")
+        self._crash_log = CrashLog(self.run.crash_log(os.getpid()))
 
     def instantiate_classes(self) -> None:
         try:
@@ -114,11 +239,6 @@ class LCTrainCLI(LightningCLI):
         except Exception as error:
             # jsonargparse wraps what a DataModule's __init__ raises in a ValueError about its Union type
             cause = _user_input_cause(error)
-            reported = cause or error
-            # recorded where the run exists (a sweep's run, a resumed run); a new run leaves nothing behind
-            if self.subcommand == "fit" and self.run is not None and self.run.exists() and rank_zero_only.rank == 0:
-                failed = replace(self.run.status() or RunStatus("failed"), state="failed")
-                self.run.write_status(replace(failed, error=describe_error(reported)))
             if cause is not None:
                 raise cause from None
             raise
@@ -141,8 +261,8 @@ class LCTrainCLI(LightningCLI):
         """Decide what the fit starts from, create a new run's directory with its config and
         attach the run's callbacks."""
         config = self.config_init.fit
-        self._check_checkpoint_fits()
         if self.run is None:
+            self._check_checkpoint_fits()
             return
         status = self.run.status()
         if status is not None and status.world_size not in (None, self.trainer.world_size):
@@ -152,13 +272,29 @@ class LCTrainCLI(LightningCLI):
                 "--ntasks-per-node), so that it sees the same batches"
             )
         restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
-        config.ckpt_path = self.run.checkpoint_to_resume(config.ckpt_path, restarted_by_slurm=restarted)
-        created = None
-        if not self.run.exists() and self.trainer.is_global_zero:
-            created = self.run.create(self._config_text())
-        self.trainer.callbacks += [RecordRun(self.run, created), SummarizeFit(self.run)]  # in this order
+        requested = config.ckpt_path
+        config.ckpt_path = self.run.checkpoint_to_resume(requested, restarted_by_slurm=restarted)
+        if config.ckpt_path is not None and self._checkpoint is None:  # the checkpoint "last" stands for
+            self._checkpoint = read_checkpoint(Path(config.ckpt_path))
+        self._check_checkpoint_fits()
+        if self.trainer.is_global_zero:
+            if requested == "last" and config.ckpt_path is None:
+                self._set_aside_earlier_start()
+            if not self.run.exists():
+                self.run.create(self._config_text())
+        self.trainer.callbacks += [RecordRun(self.run), SummarizeFit(self.run, new=self._created is not None)]
         if SLURMEnvironment.detect():
             self.trainer.callbacks.append(RequeueOnSignal(str(self.run.requeue_checkpoint)))
+        self._trainer_started = True
+
+    def _set_aside_earlier_start(self) -> None:
+        """Where ``--ckpt_path last`` finds no checkpoint, keep an earlier start's files aside and say so."""
+        attempt = self.run.set_aside_earlier_start()
+        if attempt is not None:
+            print(
+                f"lc-train: {shown(self.run.path)} has no checkpoint to resume from: training it from the start; "
+                f"the earlier start's files are kept in {shown(attempt)}"
+            )
 
     def before_validate(self) -> None:
         self._start_evaluation()
@@ -177,13 +313,17 @@ class LCTrainCLI(LightningCLI):
             print(f"lc-train: {self.subcommand} results in {self.run.path} (status.json, TensorBoard events)")
 
     def _start_evaluation(self) -> None:
-        """Check the checkpoint fits the model, then create the evaluation's directory with its config."""
+        """Check the checkpoint fits the model, then write the evaluation's config."""
         # the always-on ModelCheckpoint saves nothing in an evaluation; its restored state does not matter
         warnings.filterwarnings("ignore", "The dirpath has changed from")
+        checkpoint = self._checkpoint or {}
         self._check_checkpoint_fits()
         if self.run is not None:
-            created = self.run.create(self._config_text()) if self.trainer.is_global_zero else None
-            self.trainer.callbacks.append(RecordRun(self.run, created))
+            if self.trainer.is_global_zero:
+                self.run.create(self._config_text())
+            reached = (checkpoint.get("epoch"), checkpoint.get("global_step"))
+            self.trainer.callbacks.append(RecordRun(self.run, reached=reached))
+        self._trainer_started = True
 
     def _config_text(self) -> str:
         """The subcommand's complete config as YAML, as its directory's config.yaml records it."""
@@ -205,7 +345,7 @@ class LCTrainCLI(LightningCLI):
         if trained is None:
             advice = "Give the config it was trained with"
         elif self.subcommand == "fit":
-            advice = f"It was trained with {trained.config_file}: start from that config (--config)"
+            advice = f"It was trained with {trained.config_file}: resume from that config, without model options"
         else:
             advice = (
                 f"It was trained with {trained.config_file}: {self.subcommand} it with --ckpt_path alone, which "
@@ -272,42 +412,74 @@ def take_layout_from_slurm(trainer) -> None:
         )
 
 
-def pin_run_directory(trainer) -> RunDirectory | None:
-    """The directory of a fit (a RunDirectory), fixed in the trainer config before anything is built.
+def pin_run_directory(trainer) -> tuple[RunDirectory | None, Path | None]:
+    """The directory of a fit (a RunDirectory) fixed in the trainer config before anything is built, and
+    the topmost folder this process created for it (None where it created none).
 
-    With the TensorBoardLogger a run lives in ``<save_dir>/<name>/<version>``; an unset version
-    becomes the one RunDirectory.for_new_run picks (named after the SLURM job under srun, else the
-    next free ``version_<n>``) and an unset ``default_root_dir`` the run directory. Both are
-    recorded in the run's config.yaml, so ``--config <run>/config.yaml --ckpt_path last`` resumes
-    in the same directory. Other loggers have no run directory: None, and the config stays.
+    With the TensorBoardLogger a run lives in ``<save_dir>/<name>/<version>``. ``save_dir`` becomes
+    absolute, so that ``--config <run>/config.yaml --ckpt_path last`` resumes in the same directory
+    from any working directory. An unset version becomes the one RunDirectory.claim_new_run creates
+    on the global-zero process (named after the SLURM job under srun, else the next free
+    ``version_<n>``); the other processes of the run take the same one. An unset
+    ``default_root_dir`` becomes the run directory. Other loggers have no run directory: None.
     """
     args = _tensorboard_args(trainer)
     if args is None:
-        return None
+        return None, None
+    args.save_dir = str(Path(args.save_dir).resolve())
     root = Path(args.save_dir) / (args.name or "")
-    if args.version is None:
-        run = RunDirectory.for_new_run(root, under_slurm=SLURMEnvironment.detect())
-        args.version = run.path.name
-    else:
+    created = None
+    under_slurm = SLURMEnvironment.detect()
+    if args.version is not None:
         run = RunDirectory.of_version(root, args.version)
+    elif rank_zero_only.rank == 0:
+        run, created = RunDirectory.claim_new_run(root, under_slurm=under_slurm)
+        os.environ[RUN_DIRECTORY] = str(run.path)  # for the processes Lightning's DDP launcher starts
+    elif under_slurm:
+        run = RunDirectory.of_slurm_job(root)
+    else:
+        run = RunDirectory(Path(os.environ[RUN_DIRECTORY]))
+    args.version = run.path.name
     if trainer.default_root_dir is None:
         trainer.default_root_dir = str(run.path)
-    return run
+    return run, created
 
 
-def pin_evaluation_directory(trainer, stage: str, ckpt_path: str | None) -> RunDirectory | None:
-    """The directory of a validate or test (``stage``), fixed in the trainer config: a new
-    ``<stage>_<n>`` in the run whose checkpoint ``ckpt_path`` is, or under the logger's
-    ``<save_dir>/<name>`` for a checkpoint outside any run. The TensorBoardLogger and
-    ``default_root_dir`` are pointed at it. None with another logger."""
+def pin_evaluation_directory(trainer, stage: str, ckpt_path: str | None) -> tuple[RunDirectory | None, Path | None]:
+    """The directory of a validate or test (``stage``), fixed in the trainer config, and the topmost
+    folder this process created for it: a new ``<stage>_<n>`` in the run whose checkpoint
+    ``ckpt_path`` is, or under the logger's ``<save_dir>/<name>`` for a checkpoint outside any run,
+    created on the global-zero process. The TensorBoardLogger and ``default_root_dir`` are pointed at
+    it. None with another logger."""
     args = _tensorboard_args(trainer)
     if args is None:
-        return None
+        return None, None
     run = RunDirectory.containing(Path(ckpt_path)) if ckpt_path not in (None, *CHECKPOINT_KEYWORDS) else None
-    evaluation = (run or RunDirectory(Path(args.save_dir) / (args.name or ""))).new_evaluation(stage)
+    evaluated = run or RunDirectory(Path(args.save_dir).resolve() / (args.name or ""))
+    created = None
+    if rank_zero_only.rank == 0:
+        evaluation, created = evaluated.claim_evaluation(stage)
+        os.environ[RUN_DIRECTORY] = str(evaluation.path)
+    elif not SLURMEnvironment.detect():
+        evaluation = RunDirectory(Path(os.environ[RUN_DIRECTORY]))
+    else:  # the other tasks of an srun write nothing: any name will do
+        evaluation = RunDirectory(evaluated.path / f"{stage}_rank{rank_zero_only.rank}")
     args.save_dir, args.name, args.version = str(evaluation.path.parent), "", evaluation.path.name
     trainer.default_root_dir = str(evaluation.path)
-    return evaluation
+    return evaluation, created
+
+
+def check_accelerator(trainer) -> None:
+    """InvalidArgumentError where the trainer config asks for a GPU and torch finds none on this machine."""
+    accelerator = trainer.accelerator
+    if not (isinstance(accelerator, str) and accelerator in ("gpu", "cuda")):
+        return
+    if torch.cuda.is_available() or (accelerator == "gpu" and torch.backends.mps.is_available()):
+        return
+    raise InvalidArgumentError(
+        f"--trainer.accelerator={accelerator}: torch {torch.__version__} finds no GPU on this machine; train on "
+        "the CPU with --trainer.accelerator=cpu (or --config configs/trainer/cpu.yaml in place of gpu.yaml/ddp.yaml)"
+    )
 
 
 def with_evaluated_run_config(args: list[str]) -> list[str] | None:
@@ -337,12 +509,19 @@ def with_evaluated_run_config(args: list[str]) -> list[str] | None:
 
 def read_checkpoint(path: Path) -> dict:
     """The checkpoint at ``path``, memory-mapped (its tensors are read only when used);
-    CheckpointError naming the file where it is missing, truncated or corrupt."""
+    CheckpointError naming the file where it is missing, truncated or corrupt, or saying which
+    file to give where ``path`` is a directory (a run's, its checkpoints/ folder...)."""
+    if path.is_dir():
+        raise CheckpointError(checkpoint_directory_advice(path))
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path.resolve()}")
     try:
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except LOAD_ERRORS as error:
+        raise unreadable(path, error) from error
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # mmap refuses a file cut short
+            raise
         raise unreadable(path, error) from error
 
 
@@ -390,6 +569,17 @@ def _tensorboard_args(trainer) -> Namespace | None:
     if isinstance(logger, Namespace) and _is_tensorboard_logger(logger.get("class_path")):
         return logger.init_args
     return None
+
+
+def _leaves(config: dict, prefix: str = "model.") -> dict[str, object]:
+    """The values of a nested config by dotted key."""
+    leaves = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
 
 
 def _user_input_cause(error: BaseException) -> UserInputError | None:
@@ -465,7 +655,8 @@ def main(args: list[str] | None = None) -> None:
 
     ``lc-train <subcommand> --help`` prints the short help (lc_lightning.cli_help),
     ``--help-all`` LightningCLI's complete one. Errors in the user's input (UserInputError)
-    end the process with their message on stderr and exit status 2, without a traceback.
+    end the process with their message on stderr and exit status 2, a full disk or an unwritable
+    directory (MachineFaultError) with exit status 1, without a traceback.
     """
     command_line = sys.argv[1:] if args is None else list(args)
     if command_line[:1] and command_line[0] in ("fit", *EVALUATION_STAGES):
@@ -478,6 +669,9 @@ def main(args: list[str] | None = None) -> None:
     except UserInputError as error:
         print(f"lc-train: error: {_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except MachineFaultError as error:
+        print(f"lc-train: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _message(error: UserInputError) -> str:

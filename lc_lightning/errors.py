@@ -31,3 +31,17 @@ class CheckpointError(UserInputError):
 
 class TrainingDivergedError(UserInputError, ArithmeticError):
     """The loss became NaN or infinite (often a learning rate too high); the message names the step."""
+
+
+class RunHeldError(UserInputError):
+    """A run directory is held by another live process (lc_lightning.run_lock); ``holder`` names it."""
+
+    def __init__(self, directory, holder) -> None:
+        super().__init__(f"{directory} is in use by {holder}")
+        self.directory = directory
+        self.holder = holder
+
+
+class MachineFaultError(Exception):
+    """The machine stopped a command: a full disk, a read-only or forbidden directory. The message says
+    what happened, where, what was kept and the command to run once it is fixed."""

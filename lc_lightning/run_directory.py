@@ -4,23 +4,30 @@ Its layout, which nothing else in lc-lightning knows::
 
     <run>/config.yaml            the run's complete lc-train config, written once when the run is created
     <run>/status.json            where the run stands (RunStatus) and the final value of every scalar it logged
+    <run>/run.lock               held by the one live process that writes the run (lc_lightning.run_lock)
+    <run>/crash-<pid>.log        the Python stacks of process <pid> if it crashed (faulthandler)
     <run>/hparams.yaml, <run>/events.out.tfevents.*      TensorBoard's
     <run>/checkpoints/           last.ckpt (end of every epoch), requeue.ckpt (SLURM requeue), any others
     <run>/validate_<n>/, <run>/test_<n>/    one evaluation of a checkpoint each: its own config.yaml,
                                  status.json and TensorBoard events
+    <run>/attempt_<n>/           the files of an earlier start that stopped before its first checkpoint
 
 lc-train creates and keeps run directories, lc-sweep creates one per run of a grid, lc-report reads
-them. A run's directory is named after its SLURM job under srun and ``version_<n>`` otherwise. Only
-the run itself writes into it (an evaluation writes into its own folder), and its files follow the
-umask like any other file. This module imports neither torch nor Lightning, so lc-report stays quick.
+them. A run's directory is named after its SLURM job under srun and ``version_<n>`` otherwise, made in
+one atomic step. Only the process holding its lock writes into it (an evaluation writes into its own
+folder, which it holds), and its files follow the umask like any other file. This module imports
+neither torch nor Lightning, so lc-report stays quick.
 """
 
 import json
+import math
 import os
 import re
+import shlex
 import shutil
+import socket
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -28,22 +35,30 @@ from typing import BinaryIO, Literal
 import yaml
 
 from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.faults import describe_fault, is_disk_full, machine_fault
+from lc_lightning.run_lock import LOCK_FILE, RunLock, holder, last_holder
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 REQUEUE_CHECKPOINT = "requeue.ckpt"
+CRASH_LOGS = "crash-*.log"
 EVALUATION_STAGES = ("validate", "test")
+ATTEMPT_PREFIX = "attempt_"
+RESERVE_FILE = ".status.json.reserve"
+RESERVE_BYTES = 64 * 1024  # room for status.json once the disk is full
+NEW_RUN_ADVICE = "start a new run with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
 
-State = Literal["running", "finished", "failed", "interrupted"]
+State = Literal["running", "finished", "failed", "interrupted", "died"]
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    """Where a run (or an evaluation) stands: ``state``; ``error`` ("<type>: <message>") for a
-    failed or interrupted one; the epoch and global step reached; ``world_size``, the number of
-    processes it trains with; ``metrics``, the last value of every scalar it logged (``val/acc``...);
+    """Where a run (or an evaluation) stands: ``state`` ("died": it says "running" but no process holds
+    it); ``error`` ("<type>: <message>", or the fault in words) for a failed, interrupted or died one;
+    the epoch and global step reached; ``world_size``, the number of processes it trains with;
+    ``metrics``, the last value of every scalar it logged (``val/acc``...);
     the best ``val/acc`` of a fit's validations and the epoch it was reached in; when it was written
     (UTC, ISO 8601)."""
 
@@ -80,16 +95,28 @@ class RunDirectory:
     # -- choosing a directory
 
     @classmethod
-    def for_new_run(cls, root: Path, under_slurm: bool) -> "RunDirectory":
-        """The directory of a new run logged under ``root`` (TensorBoard's ``save_dir/name``):
-        ``slurm-<job id>`` under srun (``slurm-<array job>_<task>`` for an array task; a job's second
-        and later srun steps add ``.<step>``), which a requeued job finds again; otherwise the next
-        free ``version_<n>``."""
-        if under_slurm:
-            name = f"slurm-{slurm_job_id()}"
-            step = os.environ.get("SLURM_STEP_ID", "0")  # a requeued job numbers its steps from 0 again
-            return cls(Path(root) / (name if step == "0" else f"{name}.{step}"))
-        return cls(Path(root) / f"version_{_next_number(Path(root), 'version_')}")
+    def claim_new_run(cls, root: Path, under_slurm: bool) -> tuple["RunDirectory", Path | None]:
+        """Create the directory of a new run logged under ``root`` (TensorBoard's ``save_dir/name``) and
+        return it with the topmost folder this created (None where none was: a requeued job's).
+
+        Under srun it is ``of_slurm_job``, which a requeued job finds again; otherwise the next free
+        ``version_<n>``, taken by one ``mkdir`` that fails where another process took it first (then the
+        next n is tried), so that runs started together never share a directory."""
+        if not under_slurm:
+            return _claim_numbered(Path(root), "version_", cls)
+        run = cls.of_slurm_job(root)
+        created = _topmost_missing(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run, created
+
+    @classmethod
+    def of_slurm_job(cls, root: Path) -> "RunDirectory":
+        """The directory of this SLURM job's run under ``root``: ``slurm-<job id>``
+        (``slurm-<array job>_<task>`` for an array task; a job's second and later srun steps add
+        ``.<step>``)."""
+        name = f"slurm-{slurm_job_id()}"
+        step = os.environ.get("SLURM_STEP_ID", "0")  # a requeued job numbers its steps from 0 again
+        return cls(Path(root) / (name if step == "0" else f"{name}.{step}"))
 
     @classmethod
     def of_version(cls, root: Path, version: str | int) -> "RunDirectory":
@@ -107,10 +134,11 @@ class RunDirectory:
                 return cls(folder)
         return None
 
-    def new_evaluation(self, stage: str) -> "RunDirectory":
-        """A directory for a new evaluation (``stage``: validate or test) of this run's checkpoints:
-        ``<run>/<stage>_<n>``, the next free n."""
-        return RunDirectory(self.path / f"{stage}_{_next_number(self.path, f'{stage}_')}")
+    def claim_evaluation(self, stage: str) -> tuple["RunDirectory", Path | None]:
+        """Create the directory of a new evaluation (``stage``: validate or test) of this run's
+        checkpoints, ``<run>/<stage>_<n>`` with the next free n (taken as ``claim_new_run`` takes a
+        version), and return it with the topmost folder this created."""
+        return _claim_numbered(self.path, f"{stage}_", RunDirectory)
 
     def evaluations(self) -> list["RunDirectory"]:
         """This run's evaluations, in the order they were made."""
@@ -118,22 +146,39 @@ class RunDirectory:
         made = [evaluation for evaluation in found if evaluation.exists()]
         return sorted(made, key=lambda evaluation: evaluation.config_file.stat().st_mtime)
 
+    # -- who writes it
+
+    def hold(self, command: str) -> RunLock:
+        """Take this directory for this process (lc_lightning.run_lock; RunHeldError where a live process
+        holds it) and keep room for its status.json should the disk fill up. Let go with ``let_go``."""
+        lock = RunLock.acquire(self.path, command)
+        try:
+            reserve = self.path / RESERVE_FILE
+            if not reserve.is_file() or reserve.stat().st_size < RESERVE_BYTES:
+                write_atomically(reserve, lambda file: file.write(bytes(RESERVE_BYTES)))
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def let_go(self, lock: RunLock) -> None:
+        """Release ``lock`` (what ``hold`` returned) and the room kept for status.json."""
+        (self.path / RESERVE_FILE).unlink(missing_ok=True)
+        lock.release()
+
     # -- the record
 
     def exists(self) -> bool:
         """Whether the run has been created (its config.yaml is there)."""
         return self.config_file.is_file()
 
-    def create(self, config: str) -> Path | None:
-        """Create the run with its complete config (YAML text), or give a run that has not trained
-        yet a new one (lc-sweep, when a grid changed before the run started); return the topmost
-        folder this created (None where the directory was there). A run that has trained keeps its
+    def create(self, config: str) -> None:
+        """Write the run's complete config (YAML text), or give a run that has not trained yet a new one
+        (lc-sweep, when a grid changed before the run started). A run that has trained keeps its
         config: InvalidArgumentError."""
         if self.has_trained():
             raise InvalidArgumentError(f"{self.path} holds a run that has trained; its {CONFIG_FILE} stays as it is")
-        missing = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
         write_atomically(self.config_file, lambda file: file.write(config.encode()))
-        return missing[-1] if missing else None
 
     def config_text(self) -> str:
         """The run's config.yaml as written; "" where there is none."""
@@ -149,22 +194,56 @@ class RunDirectory:
 
     def status(self) -> RunStatus | None:
         """The run's status, or None where it never started (no status.json). An unreadable file reads
-        as a failed run whose error says so."""
+        as a failed run whose error says so; a "running" status that no live process holds reads as
+        "died", with the process that held it last and the crash log, if there is one."""
         path = self.path / STATUS_FILE
         if not path.is_file():
             return None
         try:
-            return RunStatus(**json.loads(path.read_text()))
+            record = json.loads(path.read_text())
+            numbers = {"metrics": {name: _number(value) for name, value in record.get("metrics", {}).items()}}
+            status = RunStatus(**{**record, **numbers, "best_val_acc": _number(record.get("best_val_acc"))})
         except (ValueError, TypeError) as error:
             return RunStatus("failed", error=f"{path} is unreadable ({error})")
+        if status.state != "running" or holder(self.path) is not None:
+            return status
+        error = f"its process ({last_holder(self.path) or 'which no longer holds it'}) stopped without recording why"
+        crashes = [log for log in self.path.glob(CRASH_LOGS) if log.stat().st_size]
+        crash = max(crashes, key=lambda log: log.stat().st_mtime, default=None)
+        if crash is not None and crash.stat().st_mtime >= path.stat().st_mtime:
+            error = f"its process crashed: {crash} has its stack"
+        return replace(status, state="died", error=error)
+
+    def crash_log(self, pid: int) -> Path:
+        """Where process ``pid`` holding the run writes its stacks should it crash (lc_lightning.faults.CrashLog)."""
+        return self.path / CRASH_LOGS.replace("*", str(pid))
 
     def write_status(self, status: RunStatus) -> None:
-        """Replace status.json atomically with ``status`` (``updated`` set to now)."""
+        """Replace status.json atomically with ``status`` (``updated`` set to now), in strict JSON (numbers
+        that are not finite as the strings "nan", "inf", "-inf"). On a full disk, the room ``hold`` kept
+        is used."""
         record = {**asdict(status), "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        write_atomically(self.path / STATUS_FILE, lambda file: file.write(json.dumps(record, indent=2).encode()))
+        record["metrics"] = {name: _json_number(value) for name, value in status.metrics.items()}
+        record["best_val_acc"] = _json_number(status.best_val_acc)
+        text = json.dumps(record, indent=2, allow_nan=False).encode()
+        try:
+            write_atomically(self.path / STATUS_FILE, lambda file: file.write(text))
+        except OSError as error:
+            reserve = self.path / RESERVE_FILE
+            if not (is_disk_full(error) and reserve.is_file()):
+                raise
+            reserve.unlink()
+            write_atomically(self.path / STATUS_FILE, lambda file: file.write(text))
+
+    def record_failure(self, error: str) -> None:
+        """Record that a start of this run failed before it trained, ``error`` saying why, keeping where
+        the run stood. A finished run's record stays as it is."""
+        status = self.status()
+        if status is None or status.state != "finished":
+            self.write_status(replace(status or RunStatus("failed"), state="failed", error=error))
 
     def discard(self, created: Path) -> None:
-        """Remove this run, which never trained, and the folders up to ``created`` (what :meth:`create`
+        """Remove this run, which never trained, and the folders up to ``created`` (what ``claim_new_run``
         returned) that are empty then: what a start that failed had made."""
         shutil.rmtree(self.path, ignore_errors=True)
         folder = self.path
@@ -187,32 +266,85 @@ class RunDirectory:
         written = [path for path in candidates if path.is_file()]
         return max(written, key=lambda path: path.stat().st_mtime) if written else None
 
+    def resumable_checkpoint(self) -> Path | None:
+        """What ``--ckpt_path last`` resumes from: ``newest_checkpoint``, where no other checkpoint of
+        the run was written after it (one may be, where the disk filled up between the two)."""
+        newest = self.newest_checkpoint()
+        if newest is None or any(path.stat().st_mtime > newest.stat().st_mtime for path in self.checkpoints()):
+            return None
+        return newest
+
+    def latest_checkpoint(self) -> Path | None:
+        """The run's most recently written checkpoint, whatever its name, or None."""
+        return max(self.checkpoints(), key=lambda path: path.stat().st_mtime, default=None)
+
+    def resume_option(self) -> str | None:
+        """The ``--ckpt_path`` value that resumes the run from ``latest_checkpoint``: "last" where that is
+        ``resumable_checkpoint``, else its path; None for a run without checkpoints."""
+        if self.resumable_checkpoint() is not None:
+            return "last"
+        latest = self.latest_checkpoint()
+        return None if latest is None else str(latest)
+
     def has_trained(self) -> bool:
         """Whether the run finished or holds a checkpoint."""
         status = self.status()
         return (status is not None and status.state == "finished") or bool(self.checkpoints())
 
     def checkpoint_to_resume(self, requested: str | None, restarted_by_slurm: bool) -> str | None:
-        """What a fit of this run starts from, so that no run is overwritten and a requeued one
-        continues where it stopped.
+        """What a fit of this run starts from, so that no run is overwritten, none silently starts over
+        and a requeued one continues where it stopped.
 
-        ``requested`` is ``--ckpt_path``: "last" resumes from :meth:`newest_checkpoint` (nothing for
-        a run without checkpoints); a path is used as it is. Without one, a run that has no
-        checkpoint starts anew, a job SLURM restarted (requeued or preempted) resumes from its
-        newest checkpoint, and any other fit into a directory with checkpoints raises
-        InvalidArgumentError saying how to resume it or start anew.
+        ``requested`` is ``--ckpt_path``: "last" resumes from ``resumable_checkpoint`` (a run without
+        checkpoints starts from the beginning: see ``set_aside_earlier_start``); where the run holds
+        other checkpoints but none that "last" resumes from, InvalidArgumentError names the newest. A
+        path is used as it is. Without one, a run that has no checkpoint starts anew, a job SLURM
+        restarted (requeued or preempted) resumes from its newest checkpoint, and any other fit into a
+        directory with checkpoints raises InvalidArgumentError saying how to resume it or start anew.
         """
-        newest = self.newest_checkpoint()
+        checkpoints = self.checkpoints()
         if requested == "last":
-            return None if newest is None else str(newest)
-        if requested is not None or not self.checkpoints():
+            resumable = self.resumable_checkpoint()
+            if resumable is not None or not checkpoints:
+                return None if resumable is None else str(resumable)
+            newest = self.latest_checkpoint()
+            raise InvalidArgumentError(
+                f"--ckpt_path last: {shown(self.path)} holds no {LAST_CHECKPOINT} or {REQUEUE_CHECKPOINT} as new as "
+                f"its newest checkpoint, {newest.name}; resume from that one with --ckpt_path {shown(newest)}, or "
+                f"{NEW_RUN_ADVICE}"
+            )
+        if requested is not None or not checkpoints:
             return requested
-        if restarted_by_slurm and newest is not None:
-            return str(newest)
+        if restarted_by_slurm and self.newest_checkpoint() is not None:
+            return str(self.newest_checkpoint())
         raise InvalidArgumentError(
-            f"{self.path} already holds the checkpoints of a run. Resume it with --ckpt_path last, or start a new "
-            f"run in a new directory with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
+            f"{shown(self.path)} already holds the checkpoints of a run. Resume it with --ckpt_path last, or "
+            f"{NEW_RUN_ADVICE}"
         )
+
+    def set_aside_earlier_start(self) -> Path | None:
+        """Move the record of an earlier start that trained but stopped before its first checkpoint
+        (status.json, TensorBoard's files, crash logs but this process's) into ``attempt_<n>/`` with a copy of its
+        config.yaml, so that the run starts again without mixing two starts' curves; return that
+        folder, or None where there is no such start (nothing was moved)."""
+        status = self.status()
+        if self.checkpoints() or status is None or not status.global_step:
+            return None
+        attempt, _ = _claim_numbered(self.path, ATTEMPT_PREFIX, RunDirectory)
+        kept = {CONFIG_FILE, LOCK_FILE, RESERVE_FILE, CHECKPOINT_DIR, self.crash_log(os.getpid()).name}
+        for entry in list(self.path.iterdir()):
+            if entry.name not in kept and not entry.name.startswith(ATTEMPT_PREFIX) and not _is_evaluation(entry):
+                entry.rename(attempt.path / entry.name)
+        shutil.copy2(self.config_file, attempt.config_file)
+        return attempt.path
+
+
+def shown(path: Path | str) -> str:
+    """``path`` as a shell word in what lc-lightning prints: relative to the working directory where it
+    is inside it, else absolute, quoted where the shell needs it."""
+    path = Path(path).resolve()
+    relative = os.path.relpath(path)
+    return shlex.quote(str(path) if relative.startswith("..") else relative)
 
 
 def slurm_job_id() -> str:
@@ -223,7 +355,11 @@ def slurm_job_id() -> str:
 
 
 def describe_error(error: BaseException) -> str:
-    """An error as status.json records it: "<type>: <message>", the type alone without a message."""
+    """An error as status.json records it: a full disk or an unwritable directory in words
+    (lc_lightning.faults), else "<type>: <message>", the type alone without a message."""
+    fault = machine_fault(error)
+    if fault is not None:
+        return describe_fault(fault)
     message = str(error)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
@@ -235,23 +371,31 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     in one step (the directory entry synced too): whatever kills the process meanwhile, ``path``
     holds the old complete file or the new one. A new file gets the permissions the umask gives
     (as with ``open``), so collaborators on a shared cluster can read runs. Temporary files left by
-    a process killed while writing ``path`` are removed first.
+    a process of this host that was killed while writing ``path`` are removed first. An OSError
+    names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.partial"):
-        stale.unlink(missing_ok=True)
-    partial = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.partial"
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    host = socket.gethostname()
+    for stale in path.parent.glob(f".{path.name}.{host}.*.partial"):
+        if not _process_alive(stale.name[len(f".{path.name}.{host}.") :].partition(".")[0]):
+            stale.unlink(missing_ok=True)
+    partial = path.parent / f".{path.name}.{host}.{os.getpid()}.{os.urandom(4).hex()}.partial"
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        if error.filename == str(path):
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
     _fsync_directory(path.parent)
 
 
@@ -267,10 +411,51 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _next_number(folder: Path, prefix: str) -> int:
-    """One more than the largest n of the ``<prefix><n>`` folders in ``folder`` (0 when there is none)."""
-    numbers = [int(d.name[len(prefix) :]) for d in folder.glob(f"{prefix}*") if d.name[len(prefix) :].isdigit()]
-    return max(numbers, default=-1) + 1
+def _claim_numbered(folder: Path, prefix: str, kind: type) -> tuple:
+    """Create ``<folder>/<prefix><n>``, n one more than the largest taken, in one ``mkdir`` that fails
+    where another process made it first (then the next n is tried); return it as a ``kind`` with the
+    topmost folder this created."""
+    created = _topmost_missing(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = [int(d.name[len(prefix) :]) for d in folder.glob(f"{prefix}*") if d.name[len(prefix) :].isdigit()]
+    number = max(taken, default=-1) + 1
+    while True:
+        try:
+            (folder / f"{prefix}{number}").mkdir()
+        except FileExistsError:
+            number += 1
+            continue
+        path = folder / f"{prefix}{number}"
+        return kind(path), created or path
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The topmost of ``path`` and its parents that does not exist (None where ``path`` exists)."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    return missing[-1] if missing else None
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether the process ``pid`` of this host is alive (an unreadable pid counts as alive)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """``value`` as strict JSON has it: the strings "nan", "inf" and "-inf" for numbers that are not finite."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _number(value: float | str | None) -> float | None:
+    """A number read from status.json: "nan", "inf" and "-inf" back as floats."""
+    return float(value) if isinstance(value, str) else value
 
 
 def _is_evaluation(folder: Path) -> bool:

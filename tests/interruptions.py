@@ -1,5 +1,8 @@
 """Callbacks that interrupt a run the way a stopped or requeued job is (importable by class path)."""
 
+import ctypes
+import hashlib
+import json
 import os
 import signal
 import time
@@ -65,3 +68,40 @@ class CtrlCAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.ckpt_path is None:
             raise KeyboardInterrupt
+
+
+class FillDiskAtEpoch(Callback):
+    """As training epoch ``epoch`` starts in a fit that did not resume from a checkpoint, fill the filesystem of
+    the run directory with the file ``filler``, leaving ``leave`` bytes free, as another process writing to a
+    shared disk would; first write the
+    sha256 of every file of the run into ``<filler>.hashes`` (JSON), what the test compares after the fault."""
+
+    def __init__(self, epoch: int, filler: str, leave: int) -> None:
+        self.epoch = epoch
+        self.filler = Path(filler)
+        self.leave = leave
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch != self.epoch or trainer.ckpt_path is not None:
+            return
+        run = Path(trainer.default_root_dir)
+        hashes = {
+            str(path.relative_to(run)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(run.rglob("*"))
+            if path.is_file()
+        }
+        Path(f"{self.filler}.hashes").write_text(json.dumps(hashes))
+        disk = os.statvfs(self.filler.parent)
+        self.filler.write_bytes(bytes(max(disk.f_bavail * disk.f_frsize - self.leave, 0)))
+
+
+class SegfaultAtStep(Callback):
+    """Crash the process with a segmentation fault (as a native library's bug does) as the batch of
+    global step ``step`` starts, in a fit that did not resume from a checkpoint."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.ckpt_path is None:
+            ctypes.string_at(0)

@@ -157,7 +157,7 @@ def test_an_unknown_subcommand_suggests_the_closest(capsys):
         main(["fitt"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        "lc-train: error: unknown subcommand 'fitt'; did you mean fit? (choose from fit, validate, test, predict)\n"
+        "lc-train: error: unknown subcommand 'fitt'; did you mean fit? (choose from fit, validate, test)\n"
     )
 
 

@@ -1,6 +1,7 @@
 """Faults lose nothing: atomic checkpoints, clear errors for bad checkpoints, a NaN loss stops the run."""
 
 import itertools
+import json
 import multiprocessing
 import os
 import random
@@ -164,3 +165,24 @@ def test_optimizer_arguments_torch_refuses_end_in_one_line_naming_the_option(
     monkeypatch.chdir(tmp_path)
     err = lc_train_error(capsys, "fit", *tiny_cifar_args(root, "--trainer.max_epochs=1", *args))
     assert err == f"lc-train: error: {message}\n"
+
+
+def test_weights_broken_by_the_last_steps_of_an_epoch_stop_the_fit_before_its_checkpoint(
+    tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    """Every training loss was finite, but the last step's update left the weights infinite: the
+    validation loss tells, and the run fails rather than finishing with NaN in its record."""
+    monkeypatch.chdir(tmp_path)
+    args = tiny_cifar_args(
+        tiny_cifar10[0], "--data.train_subset=16", "--trainer.max_epochs=2", "--model.optimizer.lr=1e6"
+    )
+    err = lc_train_error(capsys, "fit", *args, "--trainer.callbacks=null")
+    assert err == (
+        "lc-train: error: the validation loss is not finite after step 2 (epoch 0): the weights diverged in the "
+        "epoch's last steps; training stopped and the checkpoints written so far are kept. A lower "
+        "--model.optimizer.lr or --trainer.precision=32-true may help.\n"
+    )
+    run = tmp_path / "logs" / "cifar10_e32" / "version_0"
+    status = json.loads((run / "status.json").read_text(), parse_constant=pytest.fail)  # strict JSON
+    assert status["state"] == "failed" and status["error"].startswith("TrainingDivergedError: the validation loss")
+    assert status["metrics"]["val/loss"] == "nan" and not (run / "checkpoints").exists()

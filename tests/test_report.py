@@ -305,7 +305,8 @@ def test_report_lists_unfinished_runs_and_notes_the_epochs(figure4, tmp_path, ca
         "expansion=128,freeze_spatial=false,seed_everything=1": "failed: RuntimeError: CUDA out of memory",
         "expansion=128,freeze_spatial=false,seed_everything=2": "interrupted: KeyboardInterrupt:",
         "expansion=8,freeze_spatial=false,seed_everything=0": "failed: ValueError: boom",
-        "expansion=8,freeze_spatial=false,seed_everything=1": "running (or killed)",
+        "expansion=8,freeze_spatial=false,seed_everything=1": "died: its process (which no longer holds it) stopped "
+        "without recording why",
         "expansion=8,freeze_spatial=false,seed_everything=2": "missing (never started)",
     }
     for name, state in listed.items():
@@ -322,7 +323,7 @@ def test_report_lists_the_evaluations_of_saved_checkpoints(figure4, tmp_path, ca
     checkpoint = run.checkpoint_dir / "last.ckpt"
     for stage, metrics in (("validate", {"val/acc": 0.9125, "val/fgsm_acc": 0.5, "val/loss": 0.3}),
                            ("test", {"test/acc": 0.875})):  # fmt: skip
-        evaluation = run.new_evaluation(stage)
+        evaluation, _ = run.claim_evaluation(stage)
         evaluation.create(f"ckpt_path: {checkpoint}\n")
         evaluation.write_status(RunStatus("finished", metrics=metrics))
     main([str(path), "--out", str(tmp_path / "out")])

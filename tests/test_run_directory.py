@@ -3,6 +3,8 @@ every scalar) kept, its files readable by others, never changed by an evaluation
 by a start that failed."""
 
 import hashlib
+import json
+import math
 import os
 import stat
 from pathlib import Path
@@ -96,14 +98,18 @@ def test_ctrl_c_and_sigterm_interrupt_a_run_other_exceptions_fail_it(tmp_path, e
     assert RunDirectory(tmp_path / "x").status() is None  # only the global-zero process writes
 
 
-def test_a_status_file_round_trips_and_a_garbled_one_reads_as_failed(tmp_path):
+def test_a_status_file_round_trips_in_strict_json_and_a_garbled_one_reads_as_failed(tmp_path):
     run = RunDirectory(tmp_path)
     assert run.status() is None
-    run.write_status(RunStatus("running", epoch=0, global_step=0, metrics={"val/acc": 0.25}))
+    lock = run.hold("lc-train fit")
+    run.write_status(RunStatus("running", epoch=0, global_step=0, metrics={"val/acc": 0.25, "val/loss": math.nan}))
     status = run.status()
-    assert (status.state, status.epoch, status.metrics) == ("running", 0, {"val/acc": 0.25})
-    assert status.updated.endswith("+00:00")
-    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary file left
+    assert (status.state, status.epoch, status.metrics["val/acc"]) == ("running", 0, 0.25)
+    assert math.isnan(status.metrics["val/loss"]) and status.updated.endswith("+00:00")
+    strict = json.loads((tmp_path / "status.json").read_text(), parse_constant=pytest.fail)
+    assert strict["metrics"]["val/loss"] == "nan"
+    run.let_go(lock)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.lock", "status.json"]  # no temporary file left
     (tmp_path / "status.json").write_text('{"state": "fini')
     garbled = run.status()
     assert garbled.state == "failed" and "unreadable" in garbled.error
@@ -112,32 +118,35 @@ def test_a_status_file_round_trips_and_a_garbled_one_reads_as_failed(tmp_path):
 def test_new_runs_are_numbered_or_named_after_their_slurm_job(tmp_path, monkeypatch):
     for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_STEP_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert RunDirectory.for_new_run(tmp_path / "x", under_slurm=False).path == tmp_path / "x" / "version_0"
-    for name in ("version_0", "version_2", "slurm-7", "validate_9"):
-        (tmp_path / "x" / name).mkdir(parents=True)
-    assert RunDirectory.for_new_run(tmp_path / "x", under_slurm=False).path.name == "version_3"
+    run, created = RunDirectory.claim_new_run(tmp_path / "x" / "y", under_slurm=False)
+    assert (run.path, created) == (tmp_path / "x" / "y" / "version_0", tmp_path / "x") and run.path.is_dir()
+    for name in ("version_2", "slurm-7", "validate_9"):
+        (tmp_path / "x" / "y" / name).mkdir()
+    run, created = RunDirectory.claim_new_run(tmp_path / "x" / "y", under_slurm=False)
+    assert run.path.name == created.name == "version_3"
     monkeypatch.setenv("SLURM_JOB_ID", "123")
-    assert RunDirectory.for_new_run(tmp_path, under_slurm=True).path.name == "slurm-123"
+    assert RunDirectory.claim_new_run(tmp_path, under_slurm=True)[0].path.name == "slurm-123"
+    assert RunDirectory.claim_new_run(tmp_path, under_slurm=True)[1] is None  # a requeued job's, there already
     monkeypatch.setenv("SLURM_STEP_ID", "2")  # a job's third srun
-    assert RunDirectory.for_new_run(tmp_path, under_slurm=True).path.name == "slurm-123.2"
+    assert RunDirectory.of_slurm_job(tmp_path).path.name == "slurm-123.2"
     monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "120")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert RunDirectory.for_new_run(tmp_path, under_slurm=True).path.name == "slurm-120_3"
+    assert RunDirectory.of_slurm_job(tmp_path).path.name == "slurm-120_3"
 
 
 def test_a_run_is_created_with_its_config_a_trained_one_keeps_it_and_a_discarded_one_leaves_nothing(tmp_path):
     (tmp_path / "logs").mkdir()
-    run = RunDirectory(tmp_path / "logs" / "table1" / "x" / "version_0")
-    created = run.create("a: 1\n")
+    run, created = RunDirectory.claim_new_run(tmp_path / "logs" / "table1" / "x", under_slurm=False)
+    run.create("a: 1\n")
     assert created == tmp_path / "logs" / "table1" and run.exists() and run.config() == {"a": 1}
     run.create("a: 2\n")  # not trained yet: lc-sweep may give it the grid's new config
     assert run.config_text() == "a: 2\n"
-    sibling = RunDirectory(tmp_path / "logs" / "table1" / "x" / "version_1")
+    sibling, sibling_created = RunDirectory.claim_new_run(tmp_path / "logs" / "table1" / "x", under_slurm=False)
     sibling.create("b: 1\n")
     run.discard(created)
     assert not run.path.exists() and sibling.exists()  # what the failed start made, nothing else
-    sibling.discard(sibling.path)
+    sibling.discard(sibling_created)
     assert sorted(p.name for p in (tmp_path / "logs" / "table1" / "x").iterdir()) == []
     sibling.create("b: 1\n")
     sibling.write_status(RunStatus("finished"))

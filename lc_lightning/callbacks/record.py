@@ -1,7 +1,7 @@
 """RecordRun: a run directory's status.json follows its fit or evaluation (lc_lightning.run_directory)."""
 
+import contextlib
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from lightning import Callback, LightningModule, Trainer
@@ -16,25 +16,31 @@ BEST_TRACKED = "val/acc"
 class RecordRun(Callback):
     """Keep the status.json of ``run`` (a run directory, or an evaluation's) on the global-zero process.
 
-    Fit: "running" when it starts and after every epoch, "finished" when it ends normally (max_epochs,
-    max_steps, max_time or a callback's stop), "interrupted" on Ctrl-C or SIGTERM (a scheduler's
-    time limit, scancel, a requeue), "failed" with the exception otherwise. Each write keeps the
-    epoch and step reached, the number of processes and the last value of every logged scalar, on
-    top of those the run recorded before it was resumed, and the best ``val/acc`` with its epoch.
-    Validate and test: "running", then
-    "finished" with their metrics.
-
-    A start that fails before the first training step (and any failed evaluation) leaves nothing
-    behind: when ``created`` (the topmost folder this start created, see RunDirectory.create) is
-    given, the directory is removed instead of recording the failure.
+    Fit: "running" once training starts (after a checkpoint it resumes from is restored) and after every
+    epoch, "finished" when it ends normally (max_epochs, max_steps, max_time or a callback's stop),
+    "interrupted" on Ctrl-C or SIGTERM (a scheduler's time limit, scancel, a requeue), "failed" with the
+    exception otherwise (a full disk or an unwritable directory in words). Each write keeps the epoch and
+    step reached, the number of processes and the last value of every logged scalar, on top of those the
+    run recorded before it was resumed, and the best ``val/acc`` with its epoch. A fit of a finished run
+    that fails before it trains a step (a truncated checkpoint, say) leaves its record as it was.
+    Validate and test: "running", then "finished" with their metrics, and the epoch and step of the
+    checkpoint they evaluate (``reached``, as the checkpoint records them) where it is known.
     """
 
-    def __init__(self, run: RunDirectory, created: Path | None = None) -> None:
+    def __init__(self, run: RunDirectory, reached: tuple[int | None, int | None] = (None, None)) -> None:
         self.run = run
-        self.created = created
+        self.reached = reached
+        self._trained = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            self._write(trainer, "running")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, "running")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._trained = True
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, "running")
@@ -52,26 +58,27 @@ class RecordRun(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not trainer.is_global_zero:
             return
-        never_trained = trainer.state.fn != "fit" or trainer.global_step == 0
-        if self.created is not None and never_trained:
-            self.run.discard(self.created)
+        before = self.run.status()
+        if before is not None and before.state == "finished" and not self._trained:
             return
         state = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
-        self._write(trainer, state, error=describe_error(exception))
+        with contextlib.suppress(OSError):  # a full disk that even the kept room could not help: the error says it
+            self._write(trainer, state, error=describe_error(exception))
 
     def _write(self, trainer: Trainer, state: str, error: str | None = None) -> None:
         if not trainer.is_global_zero:
             return
         before = self.run.status()
+        epoch, step = self.reached
         status = RunStatus(
             state,
             error=error,
-            epoch=trainer.current_epoch,
-            global_step=trainer.global_step,
+            epoch=trainer.current_epoch if epoch is None else epoch,
+            global_step=trainer.global_step if step is None else step,
             world_size=trainer.world_size,
             metrics=_scalars(trainer),
         )
-        if before is not None and (before.global_step or 0) > trainer.global_step:
+        if before is not None and (before.global_step or 0) > trainer.global_step and trainer.state.fn == "fit":
             # a resumed run that failed before its checkpoint was restored: it is still where it was
             status = replace(before, state=state, error=error)
         elif before is not None:

@@ -1,14 +1,12 @@
 """SummarizeFit: what a fit reached and what to run next, printed when it ends or is interrupted."""
 
-import os
 import time
-from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lc_lightning.callbacks.record import BEST_TRACKED as ACCURACY
-from lc_lightning.run_directory import LAST_CHECKPOINT, RunDirectory
+from lc_lightning.run_directory import RunDirectory, shown
 
 ROBUST_ACCURACY = "val/fgsm_acc"
 
@@ -16,12 +14,14 @@ ROBUST_ACCURACY = "val/fgsm_acc"
 class SummarizeFit(Callback):
     """Print a fit's result on the global-zero process: when it ends, the last and best
     ``val/acc`` (the best as RecordRun keeps it in status.json, over every part of a resumed run),
-    the last ``val/fgsm_acc`` if it is logged, the run directory and the
-    command that evaluates it; on Ctrl-C or SIGTERM, the command that resumes it. Runs after
-    RecordRun, which removes a run interrupted before its first step."""
+    the last ``val/fgsm_acc`` if it is logged, the run directory and the command that evaluates its
+    newest checkpoint (or that none was saved); on Ctrl-C or SIGTERM, the command that resumes it, or,
+    for a ``new`` run (created by this start) stopped before its first step, that nothing was kept.
+    Paths in the commands are shell-quoted."""
 
-    def __init__(self, run: RunDirectory) -> None:
+    def __init__(self, run: RunDirectory, new: bool = False) -> None:
         self.run = run
+        self.new = new
         self._started = time.monotonic()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -40,31 +40,28 @@ class SummarizeFit(Callback):
             lines.append(f"  {ACCURACY:<13}last {metrics[ACCURACY].item():.4f}{best}")
         if ROBUST_ACCURACY in metrics:
             lines.append(f"  {ROBUST_ACCURACY:<13}last {metrics[ROBUST_ACCURACY].item():.4f}")
-        run = _shown(self.run.path)
-        lines += [
-            f"  {'run':<13}{run} (tensorboard --logdir {run})",
-            f"  {'evaluate':<13}lc-train test --ckpt_path {_shown(self.run.checkpoint_dir / LAST_CHECKPOINT)}",
-        ]
+        run = shown(self.run.path)
+        checkpoint = self.run.newest_checkpoint()
+        evaluate = "no checkpoint was saved" if checkpoint is None else f"lc-train test --ckpt_path {shown(checkpoint)}"
+        lines += [f"  {'run':<13}{run} (tensorboard --logdir {run})", f"  {'evaluate':<13}{evaluate}"]
         print("\n".join(lines))
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not trainer.is_global_zero or not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
-        if not self.run.config_file.is_file():
+        if self.new and trainer.global_step == 0:
             print("lc-train: interrupted before the first training step; nothing was kept")
             return
-        newest = self.run.newest_checkpoint()
-        start = f"from {_shown(newest)}" if newest is not None else "from the start (no checkpoint was saved yet)"
+        latest = self.run.latest_checkpoint()
+        start = "from the start (no checkpoint was saved yet)" if latest is None else f"from {shown(latest)}"
         print(
             f"lc-train: interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}. "
-            f"Resume {start} with:\n  {self._resume_command()}"
+            f"Resume {start} with:\n  {resume_command(self.run)}"
         )
 
-    def _resume_command(self) -> str:
-        return f"lc-train fit --config {_shown(self.run.config_file)} --ckpt_path last"
 
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory where it is inside it, else absolute."""
-    relative = os.path.relpath(path.resolve())
-    return str(path.resolve()) if relative.startswith("..") else relative
+def resume_command(run: RunDirectory) -> str:
+    """The lc-train command that resumes ``run`` from its newest checkpoint (or starts it again where it
+    has none), shell-quoted."""
+    option = run.resume_option() or "last"
+    return f"lc-train fit --config {shown(run.config_file)} --ckpt_path {option if option == 'last' else shown(option)}"

@@ -7,6 +7,7 @@ from pathlib import Path
 from lc_lightning.report.paper import recipe_differences
 from lc_lightning.report.results import ACCURACIES, METRICS, Group, RunResult, Stats, SweepResults
 from lc_lightning.run_directory import RunDirectory
+from lc_lightning.run_lock import holder
 from lc_lightning.sweep.grid import value_name
 
 NO_NUMBER = "—"
@@ -82,11 +83,11 @@ def recipe_note(results: SweepResults) -> str | None:
 
 def describe_state(result: RunResult) -> str:
     """Why a run is not in the table: ``missing (never started)``, ``failed: <error>``,
-    ``interrupted: <error>`` or ``running (or killed)``."""
+    ``interrupted: <error>``, ``died: <error>`` or ``running (in use by <process>)``."""
     if result.status is None:
         return "missing (never started)"
     if result.state == "running":
-        return "running (or killed)"
+        return f"running (in use by {holder(result.run_dir.path) or 'another process'})"
     error = " ".join((result.status.error or "").split())
     return f"{result.state}: {error}" if error else result.state
 

@@ -1,15 +1,19 @@
 """``lc-sweep``: run a grid of lc-train runs one after another here, or as a SLURM job array.
 
-Re-running the same command skips finished runs (and, with --slurm, runs SLURM still holds) and
-resumes the others from their newest checkpoint.
+Re-running the same command skips finished runs (and, with --slurm, runs SLURM still holds), as well
+as runs another process trains (a second lc-sweep of the same grid), and resumes the others from their
+newest checkpoint.
 """
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from lc_lightning.errors import UserInputError
+from lc_lightning.errors import RunHeldError, UserInputError
+from lc_lightning.run_lock import RunLock, holder
 from lc_lightning.sweep.directory import SweepDirectory, open_sweep_directory
 from lc_lightning.sweep.grid import load_sweep
 from lc_lightning.sweep.slurm import SWEEP_SCRIPT, queued_tasks, submit_array
@@ -81,7 +85,8 @@ def parse_arguments(args: list[str] | None) -> argparse.Namespace:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lc-sweep``. Exit status 0 when every run it ran finished (or it submitted
-    the array), 1 when a local run failed, 2 for bad input (message on stderr)."""
+    the array, or another process trains the rest), 1 when a local run failed, 2 for bad input
+    (message on stderr), 130 or 143 when SIGINT or SIGTERM stopped it."""
     arguments = parse_arguments(args)
     try:
         sweep = load_sweep(arguments.grid, arguments.config, arguments.axis)
@@ -103,19 +108,23 @@ def main(args: list[str] | None = None) -> None:
 
 
 def _runs_to_train(directory: SweepDirectory, queued: dict[int, str]) -> list[int]:
-    """The indices of the runs that are neither finished nor held by SLURM, after one line per run."""
+    """The indices of the runs that are neither finished, held by another process nor held by SLURM,
+    after one line per run."""
     pending = []
     for index, run in enumerate(directory.runs):
         run_dir = directory.run_dir(run)
         status = run_dir.status()
+        in_use = holder(run_dir.path)
         if status is not None and status.state == "finished":
             state = "finished"
         elif index in queued:
             state = f"queued or running in SLURM job {queued[index]}"
+        elif in_use is not None:
+            state = f"in use by {in_use}"
         else:
             pending.append(index)
-            state = "to resume" if run_dir.newest_checkpoint() is not None else "to start"
-            if status is not None and status.state in ("failed", "interrupted"):
+            state = "to resume" if run_dir.latest_checkpoint() is not None else "to start"
+            if status is not None and status.state in ("failed", "interrupted", "died"):
                 state += f" (it {'was ' if status.state == 'interrupted' else ''}{status.state}: {status.error})"
         if run.name in directory.config_changes:
             changed = ", ".join(directory.config_changes[run.name])
@@ -127,21 +136,79 @@ def _runs_to_train(directory: SweepDirectory, queued: dict[int, str]) -> list[in
 
 
 def _train_here(directory: SweepDirectory, pending: list[int]) -> list[str]:
-    """Train the runs ``pending`` one after another, each in its own lc-train process; return the
-    names of those that failed. Ctrl-C stops the current run (which can be resumed) and the sweep."""
-    failed = []
-    for number, index in enumerate(pending, 1):
-        run = directory.runs[index]
-        print(f"lc-sweep: [{number}/{len(pending)}] {run.name}", flush=True)
-        process = subprocess.Popen([sys.executable, "-m", "lc_lightning.cli", *directory.train_arguments(run)])
-        try:
-            returncode = process.wait()
-        except KeyboardInterrupt:  # lc-train got the Ctrl-C too: let it stop cleanly, then stop
-            process.wait()
-            print(f"lc-sweep: interrupted during {run.name}; run the same command to resume", file=sys.stderr)
-            raise SystemExit(130) from None
-        if returncode != 0:
-            failed.append(run.name)
-            print(f"lc-sweep: {run.name} failed (exit status {returncode})", file=sys.stderr)
-    print(f"lc-sweep: {len(pending) - len(failed)} of {len(pending)} runs finished", file=sys.stderr)
+    """Train the runs ``pending`` one after another, each in its own lc-train process that holds the
+    run with this one (lc_lightning.run_lock); return the names of those that failed. A run another
+    process holds by then (a second lc-sweep of the grid) is skipped, one finished meanwhile too.
+    SIGINT (Ctrl-C) and SIGTERM go to the lc-train process, which stops cleanly (the run can be
+    resumed); then the sweep stops, with the exit status of that signal."""
+    failed, skipped = [], []
+    with _ForwardedSignals() as signals:
+        for number, index in enumerate(pending, 1):
+            run = directory.runs[index]
+            run_dir = directory.run_dir(run)
+            try:
+                lock = run_dir.hold("lc-sweep")
+            except RunHeldError as error:
+                skipped.append(run.name)
+                print(f"lc-sweep: [{number}/{len(pending)}] {run.name}: skipped, {error.holder} trains it", flush=True)
+                continue
+            try:
+                status = run_dir.status()
+                if status is not None and status.state == "finished":
+                    print(f"lc-sweep: [{number}/{len(pending)}] {run.name}: finished meanwhile", flush=True)
+                    continue
+                print(f"lc-sweep: [{number}/{len(pending)}] {run.name}", flush=True)
+                command = [sys.executable, "-m", "lc_lightning.cli", *directory.train_arguments(run)]
+                returncode = signals.run(command, lock)
+            finally:
+                run_dir.let_go(lock)
+            if signals.received:
+                name = signal.Signals(signals.received[0]).name
+                print(f"lc-sweep: stopped by {name} during {run.name}; run the same command to resume", file=sys.stderr)
+                raise SystemExit(128 + signals.received[0])
+            if returncode != 0:
+                failed.append(run.name)
+                print(f"lc-sweep: {run.name} failed (exit status {returncode})", file=sys.stderr)
+    trained = len(pending) - len(failed) - len(skipped)
+    others = f"; {len(skipped)} trained by another process: {', '.join(skipped)}" if skipped else ""
+    print(f"lc-sweep: {trained} of {len(pending)} runs finished{others}", file=sys.stderr)
     return failed
+
+
+class _ForwardedSignals:
+    """While entered, SIGINT and SIGTERM are recorded (``received``) and forwarded to the process ``run``
+    waits for, instead of stopping this one at once."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._process: subprocess.Popen | None = None
+        self._previous = {}
+
+    def __enter__(self) -> "_ForwardedSignals":
+        self._previous = {signum: signal.signal(signum, self._forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exception) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def run(self, command: list[str], lock: RunLock) -> int:
+        """Run ``command`` in a session of its own (a Ctrl-C in the terminal reaches it once, forwarded by
+        this process), holding ``lock`` with it, unless a signal came already; its exit status."""
+        if self.received:
+            return 128 + self.received[0]
+        self._process = subprocess.Popen(
+            command,
+            pass_fds=(lock.descriptor,),
+            env={**os.environ, **lock.inheritable_environment()},
+            start_new_session=True,
+        )
+        try:
+            return self._process.wait()
+        finally:
+            self._process = None
+
+    def _forward(self, signum, frame) -> None:
+        self.received.append(signum)
+        if self._process is not None:
+            self._process.send_signal(signum)

@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.run_directory import RunDirectory
+from lc_lightning.run_directory import RunDirectory, write_atomically
+from lc_lightning.run_lock import holder
 from lc_lightning.sweep.grid import Run, Sweep
 
 SWEEP_FILE = "sweep.yaml"
@@ -40,8 +41,8 @@ def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepD
     a bad one raises InvalidArgumentError naming the run. A run that has trained (it finished
     or has a checkpoint) keeps the config it trained with; where the grid now gives it another
     one, ``config_changes`` lists the keys that differ. The others get the config the grid gives
-    now. A directory that holds a different sweep (other configs, axes or axis order) raises
-    InvalidArgumentError. ``write`` false checks and writes nothing.
+    now, but for runs another process holds. A directory that holds a different sweep (other configs,
+    axes or axis order) raises InvalidArgumentError. ``write`` false checks and writes nothing.
     """
     from lc_lightning.cli import FitConfigParser  # here, so that lc-report reads sweeps without importing Lightning
 
@@ -71,12 +72,12 @@ def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepD
             configs[run.name] = config
     if not write:
         return directory
-    path.mkdir(parents=True, exist_ok=True)
-    recorded.write_text(yaml.safe_dump({**sweep.record(), "runs": [run.name for run in runs]}, sort_keys=False))
-    (path / RUNS_FILE).write_text("".join(f"{run.name}\n" for run in runs))
+    _write_if_changed(recorded, yaml.safe_dump({**sweep.record(), "runs": [run.name for run in runs]}, sort_keys=False))
+    _write_if_changed(path / RUNS_FILE, "".join(f"{run.name}\n" for run in runs))
     for run in runs:
-        if run.name in configs:
-            directory.run_dir(run).create(configs[run.name])
+        run_dir = directory.run_dir(run)
+        if run.name in configs and run_dir.config_text() != configs[run.name] and holder(run_dir.path) is None:
+            run_dir.create(configs[run.name])
     return directory
 
 
@@ -95,6 +96,13 @@ def read_sweep_directory(path: Path) -> SweepDirectory:
     return SweepDirectory(
         recorded.parent, sweep, [Run(name, run.values) for name, run in zip(record["runs"], runs, strict=True)]
     )
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically unless it holds that text already (as when two lc-sweep of
+    one grid start together)."""
+    if not path.is_file() or path.read_text() != text:
+        write_atomically(path, lambda file: file.write(text.encode()))
 
 
 def _config_arguments(sweep: Sweep, run: Run, path: Path) -> list[str]:

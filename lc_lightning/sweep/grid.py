@@ -154,8 +154,12 @@ def _read_grid_file(path: Path) -> dict:
         definition = yaml.safe_load(path.read_text())
     except OSError as error:
         raise InvalidArgumentError(f"cannot read the grid file {path}: {error.strerror}") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise InvalidArgumentError(f"{where}: invalid YAML: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
-        raise InvalidArgumentError(f"{path} is not valid YAML: {error}") from None
+        raise InvalidArgumentError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(definition, dict):
         raise InvalidArgumentError(f"{path}: a grid file is a mapping with the keys {sorted(KNOWN_SECTIONS)}")
     unknown = set(definition) - KNOWN_SECTIONS
@@ -172,8 +176,15 @@ def _parse_axis(axis: str) -> tuple[str, list]:
         raise InvalidArgumentError(f"--axis {axis!r}: write it as KEY=VALUE1,VALUE2 (e.g. seed_everything=0,1,2,3)")
     try:
         values = yaml.safe_load(text) if text.lstrip().startswith("[") else [yaml.safe_load(v) for v in text.split(",")]
-    except yaml.YAMLError as error:
-        raise InvalidArgumentError(f"--axis {axis!r}: its values are not valid YAML ({error})") from None
+    except yaml.YAMLError:
+        try:  # one quoted value with commas in it, such as "0,1"
+            values = [yaml.safe_load(text)]
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or " ".join(str(error).split())
+            raise InvalidArgumentError(
+                f"--axis {axis!r}: its values are not valid YAML ({problem}); write it as KEY=VALUE1,VALUE2 "
+                "or KEY=[VALUE1, VALUE2]"
+            ) from None
     return key, _values(key, values, Path.cwd())
 
 
