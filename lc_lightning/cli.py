@@ -420,7 +420,8 @@ def pin_run_directory(trainer) -> tuple[RunDirectory | None, Path | None]:
     absolute, so that ``--config <run>/config.yaml --ckpt_path last`` resumes in the same directory
     from any working directory. An unset version becomes the one RunDirectory.claim_new_run creates
     on the global-zero process (named after the SLURM job under srun, else the next free
-    ``version_<n>``); the other processes of the run take the same one. An unset
+    ``version_<n>``), a version given is made where it is missing; the other processes of the run take
+    the same one. An unset
     ``default_root_dir`` becomes the run directory. Other loggers have no run directory: None.
     """
     args = _tensorboard_args(trainer)
@@ -432,6 +433,8 @@ def pin_run_directory(trainer) -> tuple[RunDirectory | None, Path | None]:
     under_slurm = SLURMEnvironment.detect()
     if args.version is not None:
         run = RunDirectory.of_version(root, args.version)
+        if rank_zero_only.rank == 0:
+            run, created = run.make()
     elif rank_zero_only.rank == 0:
         run, created = RunDirectory.claim_new_run(root, under_slurm=under_slurm)
         os.environ[RUN_DIRECTORY] = str(run.path)  # for the processes Lightning's DDP launcher starts
@@ -439,7 +442,8 @@ def pin_run_directory(trainer) -> tuple[RunDirectory | None, Path | None]:
         run = RunDirectory.of_slurm_job(root)
     else:
         run = RunDirectory(Path(os.environ[RUN_DIRECTORY]))
-    args.version = run.path.name
+    if args.version is None:
+        args.version = run.path.name
     if trainer.default_root_dir is None:
         trainer.default_root_dir = str(run.path)
     return run, created

@@ -104,10 +104,13 @@ class RunDirectory:
         next n is tried), so that runs started together never share a directory."""
         if not under_slurm:
             return _claim_numbered(Path(root), "version_", cls)
-        run = cls.of_slurm_job(root)
-        created = _topmost_missing(run.path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        return run, created
+        return cls.of_slurm_job(root).make()
+
+    def make(self) -> tuple["RunDirectory", Path | None]:
+        """This directory, made where it is missing, and the topmost folder that made (None where none)."""
+        created = _topmost_missing(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self, created
 
     @classmethod
     def of_slurm_job(cls, root: Path) -> "RunDirectory":

@@ -105,3 +105,22 @@ class SegfaultAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.ckpt_path is None:
             ctypes.string_at(0)
+
+
+class WaitForSigtermAtStep(Callback):
+    """As the batch of global step ``step`` starts, the first time in any run (while the file ``marker`` does
+    not exist yet), write ``marker`` and wait until SIGTERM reaches the process (or ``timeout`` seconds
+    pass), so that a test can stop a sweep while this run trains."""
+
+    def __init__(self, step: int, marker: str, timeout: float = 120) -> None:
+        self.step = step
+        self.marker = Path(marker)
+        self.timeout = timeout
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step != self.step or self.marker.exists():
+            return
+        self.marker.write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.timeout
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)

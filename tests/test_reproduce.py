@@ -2,8 +2,12 @@
 array on the local cluster (a killed task resumed alone), a report of a sweep with a failed and a missing run, and
 a sweep on SLURM from a wheel installed outside the checkout."""
 
+import contextlib
+import io
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lc_lightning.report.cli import main as lc_report
 from lc_lightning.run_directory import RunDirectory
+from lc_lightning.run_lock import holder
 from lc_lightning.sweep.cli import main as lc_sweep
 
 pytest_plugins = ["slurm_cluster"]
@@ -84,12 +89,35 @@ def markdown_table(text: str) -> list[dict[str, str]]:
     return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
 
 
+def trained_here(stdout: str) -> list[str]:
+    """The runs an lc-sweep trained, by what it printed ("lc-sweep: [i/n] <run>")."""
+    return re.findall(r"^lc-sweep: \[\d+/\d+\] (\S+)$", stdout, re.MULTILINE)
+
+
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory) -> Path:
-    """The 2 x 2 grid (expansion x seed), trained here by lc-sweep."""
+    """The 2 x 2 grid (expansion x seed), trained here by two lc-sweep started together (one in this process):
+    each run by one of them."""
     tmp_path = tmp_path_factory.mktemp("local")
     config = quick_config(tmp_path, train_images=512, epochs=2)
-    lc_sweep(["--config", str(config), *GRID_AXES, "--dir", str(tmp_path / "sweep")])  # exits if a run fails
+    args = ["--config", str(config), *GRID_AXES, "--dir", str(tmp_path / "sweep")]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two runs at a time on two cores, none waiting for a thread
+        other = subprocess.Popen(
+            [str(BIN / "lc-sweep"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            lc_sweep(args)  # exits if a run fails
+    outputs = [(out.getvalue(), err.getvalue()), other.communicate(timeout=900)]
+    assert other.returncode == 0, outputs
+    first, second = (trained_here(out) for out, _ in outputs)
+    assert sorted(first + second) == sorted(RUN_NAMES), outputs  # each run trained once, by one of them
+    for (out, err), others in zip(outputs, (second, first), strict=True):
+        for name in others:  # each sweep names the runs the other trained, as it found them
+            name = re.escape(name)
+            named = rf"^{name}: (in use by process \d+ .*|finished)$|\] {name}: finished meanwhile$|process: .*{name}"
+            assert re.search(named, out + err, re.MULTILINE), (name, out, err)
     return tmp_path / "sweep"
 
 
@@ -255,3 +283,41 @@ def test_a_wheel_installed_outside_the_checkout_runs_a_sweep_on_slurm(slurm_clus
         output = (tmp_path / "sweep" / "slurm" / f"{job}_{seed}.out").read_text()
         assert run.status() is not None and run.status().state == "finished", output[-3000:]
         assert (run.checkpoint_dir / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_sigterm_to_lc_sweep_alone_stops_its_lc_train_and_the_next_sweep_trains_each_unfinished_run_once(tmp_path):
+    marker = tmp_path / "waiting"
+    config = yaml.safe_load(quick_config(tmp_path, train_images=256, epochs=1).read_text())
+    wait = {"class_path": "interruptions.WaitForSigtermAtStep", "init_args": {"step": 2, "marker": str(marker)}}
+    config["trainer"]["callbacks"] = [wait]
+    (tmp_path / "quick.yaml").write_text(yaml.safe_dump(config))
+    sweep_dir = tmp_path / "sweep"
+    command = [str(BIN / "lc-sweep"), "--config", str(tmp_path / "quick.yaml"), "--axis", "seed_everything=0,1",
+               "--dir", str(sweep_dir)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}  # interruptions
+    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wait_until(marker.exists, timeout=300, what="the first run to reach step 2")
+    trainer = int(marker.read_text())
+    assert holder(sweep_dir / "seed_everything=0").pid == trainer
+    sweep.send_signal(signal.SIGTERM)  # to lc-sweep alone, as `kill <pid>` does
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143
+    assert (
+        err.splitlines()[-1] == "lc-sweep: stopped by SIGTERM during seed_everything=0; run the same command to resume"
+    )
+    with pytest.raises(ProcessLookupError):
+        os.kill(trainer, 0)  # lc-train stopped with it, no process left behind
+    assert [holder(sweep_dir / f"seed_everything={seed}") for seed in (0, 1)] == [None, None]
+    stopped = RunDirectory(sweep_dir / "seed_everything=0").status()
+    assert (stopped.state, stopped.global_step) == ("interrupted", 3)  # it stops after the step it is in
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert trained_here(again.stdout) == ["seed_everything=0", "seed_everything=1"]
+    for seed in (0, 1):
+        status = RunDirectory(sweep_dir / f"seed_everything={seed}").status()
+        assert (status.state, status.global_step) == ("finished", 4)
+    earlier = RunDirectory(sweep_dir / "seed_everything=0" / "attempt_0").status()  # stopped before its checkpoint
+    assert (earlier.state, earlier.global_step) == ("interrupted", 3)

@@ -2,6 +2,10 @@
 checkpoint newer than last.ckpt, keeps an earlier start's files aside, works from any working directory, refuses
 model options the checkpoint cannot take, and a resume that fails leaves a finished run as it was."""
 
+import os
+import time
+
+import pytest
 from test_faults import tiny_cifar_args
 from test_machine_faults import RUN, SMALL, hashes, lc_train, lc_train_output
 
@@ -10,11 +14,18 @@ from lc_lightning.run_directory import RunDirectory
 NEW_RUN = "start a new run with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
 
 
-def test_last_names_a_checkpoint_newer_than_last_ckpt_and_that_one_resumes(tiny_cifar10, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("last", ["missing", "older"])
+def test_last_names_a_checkpoint_newer_than_last_ckpt_and_that_one_resumes(
+    tiny_cifar10, tmp_path, monkeypatch, capsys, last
+):
     monkeypatch.chdir(tmp_path)
     assert lc_train(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=1"))[0] == 0
     run = RunDirectory(tmp_path / RUN)
-    (run.checkpoint_dir / "last.ckpt").unlink()  # as a disk that filled up between the two checkpoints leaves it
+    last_ckpt = run.checkpoint_dir / "last.ckpt"
+    if last == "missing":  # as a disk that filled up between the epoch's two checkpoints leaves it
+        last_ckpt.unlink()
+    else:  # as it is where that happened at a later epoch: last.ckpt is an epoch behind
+        os.utime(last_ckpt, (time.time() - 60,) * 2)
     before = hashes(run.path)
     resume = ["fit", "--config", f"{RUN}/config.yaml", "--trainer.max_epochs=2"]
     assert lc_train(capsys, *resume, "--ckpt_path", "last") == (

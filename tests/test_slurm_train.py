@@ -65,16 +65,18 @@ def test_a_run_directory_is_fixed_in_the_config_before_the_run_named_after_its_s
     for name in ["version_0", "version_2", "slurm-7"]:
         (runs / name).mkdir(parents=True)
     trainer = tensorboard_trainer_config(tmp_path)
-    assert pin_run_directory(trainer).path == runs / "version_3"  # the next free version
+    run, created = pin_run_directory(trainer)
+    assert run.path == created == runs / "version_3" and run.path.is_dir()  # the next free version, taken
     assert (trainer.logger.init_args.version, trainer.default_root_dir) == ("version_3", str(runs / "version_3"))
     as_srun_task(monkeypatch, tasks_per_node=1, nodes=1)
     monkeypatch.setenv("SLURM_JOB_ID", "123")
     trainer = tensorboard_trainer_config(tmp_path)
-    assert pin_run_directory(trainer).path == runs / "slurm-123"
+    assert pin_run_directory(trainer) == (RunDirectory(runs / "slurm-123"), runs / "slurm-123")
     assert (trainer.logger.init_args.version, trainer.default_root_dir) == ("slurm-123", str(runs / "slurm-123"))
+    assert pin_run_directory(tensorboard_trainer_config(tmp_path)) == (RunDirectory(runs / "slurm-123"), None)
     for version, directory in (("mine", "mine"), (4, "version_4")):
         given = tensorboard_trainer_config(tmp_path, version=version)
-        assert pin_run_directory(given).path == runs / directory
+        assert pin_run_directory(given) == (RunDirectory(runs / directory), runs / directory)
         assert (given.logger.init_args.version, given.default_root_dir) == (version, str(runs / directory))
 
 

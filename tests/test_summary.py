@@ -18,9 +18,10 @@ def test_fit_ends_with_the_last_and_best_accuracy_the_run_and_the_command_that_e
 ):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    main(["fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=3", "--model.optimizer.lr=0.5")])
+    named = "--trainer.logger.init_args.name=my run"  # a path the shell splits: printed quoted
+    main(["fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=3", "--model.optimizer.lr=0.5", named)])
     out = capsys.readouterr().out
-    run = tmp_path / "logs" / "cifar10_e32" / "version_0"
+    run = tmp_path / "logs" / "my run" / "version_0"
     events = EventAccumulator(str(run))
     events.Reload()
     accuracies = [event.value for event in events.Scalars("val/acc")]
@@ -34,9 +35,9 @@ def test_fit_ends_with_the_last_and_best_accuracy_the_run_and_the_command_that_e
     )
     assert (float(summary[2]), int(summary[3])) == (pytest.approx(best, abs=5e-5), accuracies.index(best))
     assert "lc-train: fit ended after 3 epochs, 15 steps" in out
-    assert "run          logs/cifar10_e32/version_0 (tensorboard --logdir logs/cifar10_e32/version_0)" in out
+    assert "run          'logs/my run/version_0' (tensorboard --logdir 'logs/my run/version_0')" in out
     evaluate = re.search(r"evaluate +(lc-train test .*)", out)[1]
-    assert evaluate == "lc-train test --ckpt_path logs/cifar10_e32/version_0/checkpoints/last.ckpt"
+    assert evaluate == "lc-train test --ckpt_path 'logs/my run/version_0/checkpoints/last.ckpt'"
     main([*shlex.split(evaluate)[1:], f"--data.data_dir={root}"])  # the printed command evaluates the run
     assert json.loads((run / "test_0" / "status.json").read_text())["state"] == "finished"
 
@@ -69,3 +70,13 @@ def test_ctrl_c_before_the_first_step_says_nothing_was_kept(tiny_cifar10, tmp_pa
         main(["fit", *tiny_cifar_args(root, *SMALL, ctrl_c)])
     assert "lc-train: interrupted before the first training step; nothing was kept" in capsys.readouterr().out
     assert not (tmp_path / "logs" / "cifar10_e32" / "version_0").exists()
+
+
+def test_a_fit_that_saved_no_checkpoint_says_so_instead_of_an_evaluate_command(
+    tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *tiny_cifar_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=0")])
+    out = capsys.readouterr().out
+    assert "lc-train: fit ended after 0 epochs, 0 steps" in out
+    assert out.splitlines()[-1] == "  evaluate     no checkpoint was saved"

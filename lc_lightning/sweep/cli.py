@@ -155,6 +155,7 @@ def _train_here(directory: SweepDirectory, pending: list[int]) -> list[str]:
             try:
                 status = run_dir.status()
                 if status is not None and status.state == "finished":
+                    skipped.append(run.name)
                     print(f"lc-sweep: [{number}/{len(pending)}] {run.name}: finished meanwhile", flush=True)
                     continue
                 print(f"lc-sweep: [{number}/{len(pending)}] {run.name}", flush=True)
