@@ -1,6 +1,5 @@
 """``lc-train``: the LightningCLI of lc-lightning (subcommands fit, validate, test)."""
 
-import contextlib
 import errno
 import importlib
 import os
@@ -30,15 +29,14 @@ from lc_lightning.argument_errors import (
     option_value,
 )
 from lc_lightning.callbacks import ProgressBar, RecordRun, RequeueOnSignal, SummarizeFit
-from lc_lightning.callbacks.summary import resume_command
 from lc_lightning.checkpoint import LOAD_ERRORS, unreadable
 from lc_lightning.cli_help import short_help
 from lc_lightning.data import ImageDataModule
-from lc_lightning.errors import CheckpointError, InvalidArgumentError, MachineFaultError, RunHeldError, UserInputError
-from lc_lightning.faults import CrashLog, describe_fault, is_disk_full, machine_fault
+from lc_lightning.errors import CheckpointError, InvalidArgumentError, MachineFaultError, UserInputError
+from lc_lightning.faults import machine_fault
+from lc_lightning.held_run import HeldRun, fault_line
 from lc_lightning.module import ImageClassifier
-from lc_lightning.run_directory import EVALUATION_STAGES, NEW_RUN_ADVICE, RunDirectory, describe_error, shown
-from lc_lightning.run_lock import RunLock
+from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, shown
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
@@ -89,14 +87,11 @@ class LCTrainCLI(LightningCLI):
     """The directory of this fit, or of this evaluation; None with another logger."""
     _checkpoint: dict | None = None  # the --ckpt_path checkpoint, memory-mapped, until it is checked
     _given_model: Namespace | None = None  # the model config given, before the --ckpt_path checkpoint's replaced it
-    _created: Path | None = None  # the topmost folder this start created for its directory
-    _lock: RunLock | None = None  # the directory's lock, while this process (the global-zero one) holds it
-    _crash_log: CrashLog | None = None  # where a native crash of this process writes its stacks, meanwhile
+    _held: HeldRun | None = None  # the run this process (the global-zero one) holds, while it does
     _trainer_started = False  # whether trainer.fit/validate/test was called (RecordRun keeps the status since)
-    _discarded = False  # whether this failed start removed the directory it had created
 
     def __init__(self, *args, **kwargs) -> None:
-        """LightningCLI's; then, whatever happened, the directory is let go. A start that failed before
+        """LightningCLI's; then, whatever happened, the run is let go (HeldRun). A start that failed before
         its first training step leaves nothing it created, and a failed start of an existing run records
         why unless the run finished. A full disk or an unwritable directory (lc_lightning.faults) ends
         in MachineFaultError, one line saying what happened, where, and the command to run once it is
@@ -104,46 +99,18 @@ class LCTrainCLI(LightningCLI):
         try:
             super().__init__(*args, **kwargs)
         except BaseException as error:
-            self._end_failed_start(error)
+            subcommand = getattr(self, "subcommand", None)  # None where parsing failed
+            if self._held is not None:
+                trained = subcommand == "fit" and getattr(getattr(self, "trainer", None), "global_step", 0) > 0
+                self._held.start_failed(_user_input_cause(error) or error, trained, recorded=self._trainer_started)
             fault = machine_fault(error)
             if fault is not None:
-                raise MachineFaultError(self._fault_line(fault)) from None
+                resumed = subcommand is not None and self.config[subcommand].get("ckpt_path") is not None
+                raise MachineFaultError(fault_line(fault, self.run, subcommand == "fit", resumed)) from None
             raise
         finally:
-            if self._crash_log is not None:
-                self._crash_log.close()
-            if self._lock is not None:
-                with contextlib.suppress(OSError):
-                    self.run.let_go(self._lock)
-            self._crash_log = self._lock = None
-
-    def _end_failed_start(self, error: BaseException) -> None:
-        if self._lock is None:
-            return  # nothing of the directory is this process's
-        never_trained = self.subcommand != "fit" or getattr(getattr(self, "trainer", None), "global_step", 0) == 0
-        if self._created is not None and never_trained:
-            self.run.discard(self._created)
-            self._discarded = True
-        elif not self._trainer_started:
-            with contextlib.suppress(OSError):  # a full disk, a read-only directory: the error says it
-                self.run.record_failure(describe_error(_user_input_cause(error) or error))
-
-    def _fault_line(self, fault: OSError) -> str:
-        """What happened (lc_lightning.faults.describe_fault), what was kept and the command to run once
-        the disk has room or the directory is writable again."""
-        what = describe_fault(fault, shown(fault.filename) if fault.filename else None)
-        full = is_disk_full(fault)
-        if self.run is None or self._discarded or not self.run.exists():
-            fix = "free some space" if full else "make it writable"
-            if self.subcommand == "fit" and not full:
-                fix = "log to a writable directory (--trainer.logger.init_args.save_dir=DIR) or make it writable"
-            return f"{what}. Nothing was kept: {fix}, then run the same command again"
-        once = "there is space" if full else "it is writable"
-        if self.subcommand != "fit" or self.config[self.subcommand].get("ckpt_path") is not None:
-            return f"{what}. Once {once}, run the same command again"
-        latest = self.run.latest_checkpoint()
-        kept = "the run saved no checkpoint" if latest is None else f"the run's newest checkpoint is {shown(latest)}"
-        return f"{what}; {kept}. Once {once}, resume it with: {resume_command(self.run)}"
+            if self._held is not None:
+                self._held.let_go()
 
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         # a parse error raises ArgumentError, which parse_arguments turns into one line
@@ -156,23 +123,26 @@ class LCTrainCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         with_run, the_run_s_config = None, "the config of the run whose checkpoint --ckpt_path names"
+        parsed = args
         if args is None or isinstance(args, list):
             command_line = sys.argv[1:] if args is None else args
             ckpt_path = option_value(command_line, "--ckpt_path")
             if ckpt_path not in (None, *CHECKPOINT_KEYWORDS) and Path(ckpt_path).is_dir():
                 read_checkpoint(Path(ckpt_path))  # says which file to give instead, before the parser asks for more
             check_config_files(command_line)
+            command_line = with_runs_where_they_are(command_line)
             with_run = with_evaluated_run_config(command_line)
             if with_run is not None:
                 try:
                     check_config_files(with_run)  # the user's own passed above: the run's config
                 except InvalidArgumentError as error:
                     raise InvalidArgumentError(f"{error} ({the_run_s_config})") from None
+            parsed = with_run or command_line
         try:
             with warnings.catch_warnings():
                 # the command line itself, when lc-train put the run's config into it
                 warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
-                super().parse_arguments(parser, args if with_run is None else with_run)
+                super().parse_arguments(parser, parsed)
         except ArgumentError as error:
             message = explain_parse_error(error, parser)
             if with_run is not None and not concerns_the_user_s_input(message, command_line):
@@ -207,31 +177,15 @@ class LCTrainCLI(LightningCLI):
         if self._given_model is not None:
             self._report_replaced_options()
         config = self.config[self.subcommand]
+        created = None
         if self.subcommand == "fit":
-            self.run, self._created = pin_run_directory(config.trainer)
+            self.run, created = pin_run_directory(config.trainer)
         elif self.subcommand in EVALUATION_STAGES:
-            self.run, self._created = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
+            self.run, created = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
         if self.run is not None and rank_zero_only.rank == 0:
-            self._hold_run()
+            self._held = HeldRun(self.run, created, f"lc-train {self.subcommand}")
         take_layout_from_slurm(config.trainer)
         check_accelerator(config.trainer)
-
-    def _hold_run(self) -> None:
-        """Take the run's lock (lc_lightning.run_lock); say so where it takes over from a process that died."""
-        before = self.run.status()
-        try:
-            self._lock = self.run.hold(f"lc-train {self.subcommand}")
-        except RunHeldError as error:
-            raise InvalidArgumentError(
-                f"{shown(self.run.path)} is in use by {error.holder}; only that process writes to it. Wait until it "
-                f"ends (or stop it), or {NEW_RUN_ADVICE}"
-            ) from None
-        if before is not None and before.state == "died":
-            where = f"at epoch {before.epoch}, step {before.global_step}"
-            print(f"lc-train: {shown(self.run.path)} died {where} ({before.error}); taking it over")
-        elif self._lock.previous is not None:
-            print(f"lc-train: {shown(self.run.path)} was held by {self._lock.previous}, which is gone; taking it over")
-        self._crash_log = CrashLog(self.run.crash_log(os.getpid()))
 
     def instantiate_classes(self) -> None:
         try:
@@ -282,7 +236,10 @@ class LCTrainCLI(LightningCLI):
                 self._set_aside_earlier_start()
             if not self.run.exists():
                 self.run.create(self._config_text())
-        self.trainer.callbacks += [RecordRun(self.run), SummarizeFit(self.run, new=self._created is not None)]
+        self.trainer.callbacks += [
+            RecordRun(self.run),
+            SummarizeFit(self.run, new=self._held is not None and self._held.created is not None),
+        ]
         if SLURMEnvironment.detect():
             self.trainer.callbacks.append(RequeueOnSignal(str(self.run.requeue_checkpoint)))
         self._trainer_started = True
@@ -509,6 +466,25 @@ def with_evaluated_run_config(args: list[str]) -> list[str] | None:
         return None
     run_config = ["--config", str(run.config_file), "--trainer.devices=auto", "--trainer.num_nodes=1"]
     return [*args[: first + 1], *run_config, *args[first + 1 :]]
+
+
+def with_runs_where_they_are(args: list[str]) -> list[str]:
+    """``args`` with, right after each ``--config`` that is a run's config.yaml, the options that place a
+    fit in that run's directory where it lies now (its logger's ``save_dir``, ``name`` and
+    ``default_root_dir``), so that a run moved or copied elsewhere resumes in its own directory; options
+    given after it still apply."""
+    placed = []
+    for index, arg in enumerate(args):
+        placed.append(arg)
+        config = arg.partition("=")[2] if arg.startswith("--config=") else None
+        if arg == "--config" and index + 1 < len(args):
+            continue
+        if index > 0 and args[index - 1] == "--config":
+            config = arg
+        run = RunDirectory.of_config(Path(config)) if config else None
+        if run is not None:
+            placed += run.placement_options()
+    return placed
 
 
 def read_checkpoint(path: Path) -> dict:

@@ -137,6 +137,30 @@ class RunDirectory:
                 return cls(folder)
         return None
 
+    @classmethod
+    def of_config(cls, config: Path) -> "RunDirectory | None":
+        """The run whose config.yaml ``config`` is (lc-train recorded the run's directory name as its
+        logger's version), or None for any other file."""
+        config = Path(config)
+        if config.name != CONFIG_FILE or not config.is_file():
+            return None
+        run = cls(config.parent)
+        logger = (run.config().get("trainer") or {}).get("logger")
+        version = (logger.get("init_args") or {}).get("version") if isinstance(logger, dict) else None
+        names = (run.path.name, run.path.name.removeprefix("version_"))  # a version given as n names version_<n>
+        return run if version is not None and str(version) in names else None
+
+    def placement_options(self) -> list[str]:
+        """The lc-train options that place a fit of this run in this directory, wherever it lies now: its
+        TensorBoard logger's ``save_dir`` and ``name`` (as its config names the run's parent) and
+        ``default_root_dir``."""
+        logger = self.config()["trainer"]["logger"]["init_args"]
+        root = self.path.parent.parent if logger.get("name") else self.path.parent
+        options = [f"--trainer.logger.init_args.save_dir={root}", f"--trainer.default_root_dir={self.path}"]
+        if logger.get("name"):
+            options.append(f"--trainer.logger.init_args.name={self.path.parent.name}")
+        return options
+
     def claim_evaluation(self, stage: str) -> tuple["RunDirectory", Path | None]:
         """Create the directory of a new evaluation (``stage``: validate or test) of this run's
         checkpoints, ``<run>/<stage>_<n>`` with the next free n (taken as ``claim_new_run`` takes a

@@ -3,6 +3,7 @@ checkpoint newer than last.ckpt, keeps an earlier start's files aside, works fro
 model options the checkpoint cannot take, and a resume that fails leaves a finished run as it was."""
 
 import os
+import shutil
 import time
 
 import pytest
@@ -118,3 +119,19 @@ def test_model_options_a_checkpoint_cannot_take_are_refused_or_named(tiny_cifar1
     assert status == 0
     replaced = "--model.network.init_args.expansion=4 (its 2)"
     assert f"lc-train: checkpoint {explicit} keeps the model it was trained with, in place of {replaced}\n" in err
+
+
+def test_a_run_copied_elsewhere_resumes_in_its_copy_and_leaves_the_original_as_it_was(
+    tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert lc_train(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=1"))[0] == 0
+    original = RunDirectory(tmp_path / RUN)
+    copy = RunDirectory(tmp_path / "moved" / "cifar10_e32" / "version_0")
+    shutil.copytree(original.path, copy.path)
+    before = hashes(original.path)
+    assert (
+        lc_train(capsys, "fit", "--config", str(copy.config_file), "--ckpt_path=last", "--trainer.max_epochs=2")[0] == 0
+    )
+    assert (copy.status().state, copy.status().global_step) == ("finished", 4)
+    assert hashes(original.path) == before

@@ -205,7 +205,7 @@ def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(
     assert [evaluation.path.name for evaluation in evaluations] == ["validate_0", "validate_1", "test_0"]
     first, second, test = (evaluation.status() for evaluation in evaluations)
     assert first.state == second.state == test.state == "finished"
-    assert (first.epoch, first.global_step) == (test.epoch, test.global_step) == (1, 10)  # the checkpoint's
+    assert (first.epoch, first.global_step) == (test.epoch, test.global_step) == (1, 6)  # the checkpoint's
     assert first.metrics["val/acc"] == run.status().metrics["val/acc"] and "val/fgsm_acc" not in first.metrics
     assert "val/fgsm_acc" in second.metrics and "test/acc" in test.metrics
     assert evaluations[1].config()["data"]["init_args"]["val_subset"] == 4
