@@ -55,7 +55,7 @@ def test_a_process_killed_while_writing_never_leaves_a_torn_checkpoint(tmp_path,
         for kill in range(20):
             writer = multiprocessing.get_context("fork").Process(target=write_forever, args=(path, 1000 * (kill + 1)))
             writer.start()
-            time.sleep(rng.uniform(0.1, 1.0))
+            time.sleep(rng.uniform(0.05, 0.5))
             os.kill(writer.pid, signal.SIGKILL)  # most likely in the middle of torch.save
             writer.join()
             steps.append(io.load_checkpoint(path)["step"])  # raises if the file is torn

@@ -287,17 +287,19 @@ def test_a_wheel_installed_outside_the_checkout_runs_a_sweep_on_slurm(slurm_clus
 
 @pytest.mark.slow
 @needs_fashion_mnist
-def test_sigterm_to_lc_sweep_alone_stops_its_lc_train_and_the_next_sweep_trains_each_unfinished_run_once(tmp_path):
+def test_sigterm_to_lc_sweep_alone_stops_its_lc_train_and_the_next_sweep_trains_each_unfinished_run_once(
+    tmp_path, monkeypatch, capsys
+):
     marker = tmp_path / "waiting"
     config = yaml.safe_load(quick_config(tmp_path, train_images=256, epochs=1).read_text())
     wait = {"class_path": "interruptions.WaitForSigtermAtStep", "init_args": {"step": 2, "marker": str(marker)}}
     config["trainer"]["callbacks"] = [wait]
     (tmp_path / "quick.yaml").write_text(yaml.safe_dump(config))
     sweep_dir = tmp_path / "sweep"
-    command = [str(BIN / "lc-sweep"), "--config", str(tmp_path / "quick.yaml"), "--axis", "seed_everything=0,1",
-               "--dir", str(sweep_dir)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}  # interruptions
-    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    arguments = ["--config", str(tmp_path / "quick.yaml"), "--axis", "seed_everything=0,1", "--dir", str(sweep_dir)]
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # interruptions, in every process
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    sweep = subprocess.Popen([BIN / "lc-sweep", *arguments], **pipes)
     wait_until(marker.exists, timeout=300, what="the first run to reach step 2")
     trainer = int(marker.read_text())
     assert holder(sweep_dir / "seed_everything=0").pid == trainer
@@ -313,7 +315,7 @@ def test_sigterm_to_lc_sweep_alone_stops_its_lc_train_and_the_next_sweep_trains_
     stopped = RunDirectory(sweep_dir / "seed_everything=0").status()
     assert (stopped.state, stopped.global_step) == ("interrupted", 3)  # it stops after the step it is in
 
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    again = command(capsys, "lc-sweep", *arguments)  # here: its lc-train processes are two more
     assert again.returncode == 0, again.stderr
     assert trained_here(again.stdout) == ["seed_everything=0", "seed_everything=1"]
     for seed in (0, 1):
