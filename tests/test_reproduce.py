@@ -152,10 +152,14 @@ def test_a_local_grid_trains_every_run_once_and_the_report_aggregates_its_event_
 def test_the_report_lists_a_failed_and_a_missing_run_and_reports_the_rest(tmp_path, capsys):
     config = quick_config(tmp_path, train_images=256, epochs=1)
     sweep_dir = tmp_path / "sweep"
+    missing = RunDirectory(sweep_dir / "train_subset=128")
+    missing.path.mkdir(parents=True)
+    held = missing.hold("another lc-sweep")  # so this sweep leaves it alone: it never starts
     sweep = command(capsys, "lc-sweep", "--config", str(config), "--axis", "data.init_args.train_subset=256,0,128",
                     "--dir", str(sweep_dir))  # fmt: skip
+    missing.let_go(held)
     assert sweep.returncode == 1 and "train_subset=0 failed" in sweep.stderr
-    shutil.rmtree(sweep_dir / "train_subset=128")  # as if it never ran
+    assert "train_subset=128: in use by process" in sweep.stdout
     report = command(capsys, "lc-report", str(sweep_dir))
     assert report.returncode == 0, report.stderr
     text = (sweep_dir / "report" / "report.md").read_text()
