@@ -183,7 +183,12 @@ class LCTrainCLI(LightningCLI):
         elif self.subcommand in EVALUATION_STAGES:
             self.run, created = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
         if self.run is not None and rank_zero_only.rank == 0:
-            self._held = HeldRun(self.run, created, f"lc-train {self.subcommand}")
+            try:
+                self._held = HeldRun(self.run, created, f"lc-train {self.subcommand}")
+            except BaseException:
+                if created is not None:  # the start leaves nothing it made
+                    self.run.discard(created)
+                raise
         take_layout_from_slurm(config.trainer)
         check_accelerator(config.trainer)
 

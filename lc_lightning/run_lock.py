@@ -117,9 +117,12 @@ class RunLock:
 
     def _write(self, holder: Holder) -> None:
         data = json.dumps(asdict(holder)).encode()
-        os.ftruncate(self.descriptor, 0)
-        os.pwrite(self.descriptor, data, 0)
-        os.fsync(self.descriptor)
+        try:
+            os.ftruncate(self.descriptor, 0)
+            os.pwrite(self.descriptor, data, 0)
+            os.fsync(self.descriptor)
+        except OSError as error:  # a full disk: named
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
 
 
 def holder(directory: Path) -> Holder | None:

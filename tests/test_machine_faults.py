@@ -178,3 +178,21 @@ def test_a_native_crash_leaves_a_status_that_says_the_process_died_with_its_stac
     main(["fit", "--config", str(run.config_file), "--ckpt_path", "last"])
     assert f"lc-train: {RUN} died at epoch 0, step 2 ({died.error}); taking it over\n" in capsys.readouterr().out
     assert run.status().state == "finished" and run.status().global_step == 4
+
+
+def test_a_run_started_on_a_full_disk_ends_in_one_line_and_leaves_nothing(
+    tiny_cifar10, small_disk, monkeypatch, capsys
+):
+    disk, _ = small_disk
+    monkeypatch.chdir(disk)
+    filler = disk / "filler"
+    with filler.open("wb") as file, pytest.raises(OSError):
+        while True:  # until the disk is full
+            file.write(bytes(1 << 20))
+    before = hashes(disk)
+    assert lc_train(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *SMALL)) == (
+        1,
+        "lc-train: error: disk full (no space left on device) writing logs/cifar10_e32/version_0/run.lock. Nothing "
+        "was kept: free some space, then run the same command again",
+    )
+    assert hashes(disk) == before and sorted(path.name for path in disk.iterdir()) == ["filler"]
