@@ -25,7 +25,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        write_atomically(Path(path), lambda file: _save(checkpoint, file))
+        write_atomically(Path(path), lambda file: _save(checkpoint, file), sole_writer=True)  # the run's holder
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)

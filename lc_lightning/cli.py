@@ -105,7 +105,8 @@ class LCTrainCLI(LightningCLI):
                 self._held.start_failed(_user_input_cause(error) or error, trained, recorded=self._trainer_started)
             fault = machine_fault(error)
             if fault is not None:
-                resumed = subcommand is not None and self.config[subcommand].get("ckpt_path") is not None
+                made = self._held is not None and self._held.created is not None
+                resumed = subcommand is not None and self.config[subcommand].get("ckpt_path") is not None and not made
                 raise MachineFaultError(fault_line(fault, self.run, subcommand == "fit", resumed)) from None
             raise
         finally:
@@ -182,9 +183,11 @@ class LCTrainCLI(LightningCLI):
             self.run, created = pin_run_directory(config.trainer)
         elif self.subcommand in EVALUATION_STAGES:
             self.run, created = pin_evaluation_directory(config.trainer, self.subcommand, config.ckpt_path)
-        if self.run is not None and rank_zero_only.rank == 0:
+        if self.run is not None and global_rank() == 0:
             try:
                 self._held = HeldRun(self.run, created, f"lc-train {self.subcommand}")
+            except InvalidArgumentError:
+                raise  # another process holds the run: its directory stays as it is
             except BaseException:
                 if created is not None:  # the start leaves nothing it made
                     self.run.discard(created)
@@ -379,12 +382,10 @@ def pin_run_directory(trainer) -> tuple[RunDirectory | None, Path | None]:
     the topmost folder this process created for it (None where it created none).
 
     With the TensorBoardLogger a run lives in ``<save_dir>/<name>/<version>``. ``save_dir`` becomes
-    absolute, so that ``--config <run>/config.yaml --ckpt_path last`` resumes in the same directory
-    from any working directory. An unset version becomes the one RunDirectory.claim_new_run creates
-    on the global-zero process (named after the SLURM job under srun, else the next free
-    ``version_<n>``), a version given is made where it is missing; the other processes of the run take
-    the same one. An unset
-    ``default_root_dir`` becomes the run directory. Other loggers have no run directory: None.
+    absolute. An unset version becomes the one RunDirectory.claim_new_run creates on the global-zero
+    process (``global_rank``; named after the SLURM job under srun, else the next free ``version_<n>``),
+    a version given is made where it is missing; the other processes of the run take the same one. An
+    unset ``default_root_dir`` becomes the run directory. Other loggers have no run directory: None.
     """
     args = _tensorboard_args(trainer)
     if args is None:
@@ -395,15 +396,15 @@ def pin_run_directory(trainer) -> tuple[RunDirectory | None, Path | None]:
     under_slurm = SLURMEnvironment.detect()
     if args.version is not None:
         run = RunDirectory.of_version(root, args.version)
-        if rank_zero_only.rank == 0:
+        if global_rank() == 0:
             run, created = run.make()
-    elif rank_zero_only.rank == 0:
+    elif global_rank() == 0:
         run, created = RunDirectory.claim_new_run(root, under_slurm=under_slurm)
         os.environ[RUN_DIRECTORY] = str(run.path)  # for the processes Lightning's DDP launcher starts
     elif under_slurm:
         run = RunDirectory.of_slurm_job(root)
     else:
-        run = RunDirectory(Path(os.environ[RUN_DIRECTORY]))
+        run = RunDirectory(_directory_of_rank_zero())
     if args.version is None:
         args.version = run.path.name
     if trainer.default_root_dir is None:
@@ -423,16 +424,32 @@ def pin_evaluation_directory(trainer, stage: str, ckpt_path: str | None) -> tupl
     run = RunDirectory.containing(Path(ckpt_path)) if ckpt_path not in (None, *CHECKPOINT_KEYWORDS) else None
     evaluated = run or RunDirectory(Path(args.save_dir).resolve() / (args.name or ""))
     created = None
-    if rank_zero_only.rank == 0:
+    if global_rank() == 0:
         evaluation, created = evaluated.claim_evaluation(stage)
         os.environ[RUN_DIRECTORY] = str(evaluation.path)
     elif not SLURMEnvironment.detect():
-        evaluation = RunDirectory(Path(os.environ[RUN_DIRECTORY]))
+        evaluation = RunDirectory(_directory_of_rank_zero())
     else:  # the other tasks of an srun write nothing: any name will do
-        evaluation = RunDirectory(evaluated.path / f"{stage}_rank{rank_zero_only.rank}")
+        evaluation = RunDirectory(evaluated.path / f"{stage}_rank{global_rank()}")
     args.save_dir, args.name, args.version = str(evaluation.path.parent), "", evaluation.path.name
     trainer.default_root_dir = str(evaluation.path)
     return evaluation, created
+
+
+def global_rank() -> int:
+    """This process's rank in its run before the Trainer exists: its SLURM task's under srun, else what
+    Lightning reads from the environment (0 for the process a user started)."""
+    return int(os.environ["SLURM_PROCID"]) if SLURMEnvironment.detect() else rank_zero_only.rank
+
+
+def _directory_of_rank_zero() -> Path:
+    """The directory the global-zero process fixed, for a process Lightning's DDP launcher started."""
+    if RUN_DIRECTORY not in os.environ:
+        raise InvalidArgumentError(
+            f"started as rank {global_rank()} by a launcher other than lc-train's own (--trainer.devices) or srun, "
+            "lc-train cannot tell its run's directory: name it with --trainer.logger.init_args.version"
+        )
+    return Path(os.environ[RUN_DIRECTORY])
 
 
 def check_accelerator(trainer) -> None:

@@ -38,7 +38,6 @@ class RunHeldError(UserInputError):
 
     def __init__(self, directory, holder) -> None:
         super().__init__(f"{directory} is in use by {holder}")
-        self.directory = directory
         self.holder = holder
 
 

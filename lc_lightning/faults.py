@@ -6,17 +6,23 @@ import faulthandler
 import sys
 from pathlib import Path
 
+from lc_lightning.errors import UserInputError
+
 DISK_FULL = {errno.ENOSPC: "disk full (no space left on device)", errno.EDQUOT: "disk quota exceeded"}
 NOT_WRITABLE = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted"}
+NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # flock on a filesystem that has none
 
 
 def machine_fault(error: BaseException | None) -> OSError | None:
-    """The OSError of a full disk or an unwritable directory that ``error`` is or was raised from
-    (directly or while it was being handled), or None."""
+    """The OSError of a full disk, an unwritable directory or a filesystem without file locks that
+    ``error`` is or was raised from (directly or while it was being handled), or None; None too where a
+    UserInputError comes first in that chain (a failed download into a read-only folder says it best)."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and (error.errno in DISK_FULL or error.errno in NOT_WRITABLE):
+        if isinstance(error, UserInputError):
+            return None  # its own message says what to do
+        if isinstance(error, OSError) and error.errno in {*DISK_FULL, *NOT_WRITABLE, *NO_LOCKS}:
             return error
         error = error.__cause__ or error.__context__
     return None
@@ -28,6 +34,8 @@ def describe_fault(fault: OSError, name: str | None = None) -> str:
     name = name or fault.filename or "a file"
     if fault.errno in DISK_FULL:
         return f"{DISK_FULL[fault.errno]} writing {name}"
+    if fault.errno in NO_LOCKS:
+        return f"this filesystem has no file locks (flock): cannot lock {name}; on Lustre, mount it with -o flock"
     return f"{NOT_WRITABLE[fault.errno]}: cannot write {name}"
 
 

@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 
 from lc_lightning.callbacks.summary import resume_command
-from lc_lightning.errors import InvalidArgumentError, RunHeldError
-from lc_lightning.faults import CrashLog, describe_fault, is_disk_full
+from lc_lightning.errors import InvalidArgumentError, RunHeldError, UserInputError
+from lc_lightning.faults import NOT_WRITABLE, CrashLog, describe_fault, is_disk_full
 from lc_lightning.run_directory import NEW_RUN_ADVICE, RunDirectory, describe_error, shown
 
 
@@ -35,15 +35,20 @@ class HeldRun:
             print(f"lc-train: {shown(run.path)} died {where} ({before.error}); taking it over")
         elif self._lock.previous is not None:
             print(f"lc-train: {shown(run.path)} was held by {self._lock.previous}, which is gone; taking it over")
-        self._crash_log = CrashLog(run.crash_log(os.getpid()))
+        try:
+            self._crash_log = CrashLog(run.crash_log(os.getpid()))
+        except BaseException:
+            run.let_go(self._lock)
+            raise
 
     def start_failed(self, error: BaseException, trained: bool, recorded: bool) -> None:
         """After ``error`` stopped the command: a directory it made for a run that never ``trained`` is
         removed; where the command's RecordRun has not ``recorded`` the failure, the run's status says
-        why (RunDirectory.record_failure: a finished run stays as it is)."""
+        why (RunDirectory.record_failure: a finished run stays as it is), but for a mistake in the input
+        to a run that has a status already (an interrupted run keeps saying so)."""
         if self.created is not None and not trained:
             self.run.discard(self.created)
-        elif not recorded:
+        elif not recorded and not (isinstance(error, UserInputError) and self.run.status() is not None):
             with contextlib.suppress(OSError):  # a full disk, a read-only directory: the error says it
                 self.run.record_failure(describe_error(error))
 
@@ -59,13 +64,14 @@ def fault_line(fault: OSError, run: RunDirectory | None, fit: bool, resumed: boo
     ``fit``, ``resumed`` or not) and its ``run`` (None for a command without one), what was kept and what
     to run once it is fixed."""
     what = describe_fault(fault, shown(fault.filename) if fault.filename else None)
-    full = is_disk_full(fault)
+    full, unwritable = is_disk_full(fault), fault.errno in NOT_WRITABLE
     if run is None or not run.exists():
-        fix = "free some space" if full else "make it writable"
+        fix = "free some space" if full else "make it writable" if unwritable else "log to another filesystem"
         if fit and not full:
-            fix = "log to a writable directory (--trainer.logger.init_args.save_dir=DIR) or make it writable"
+            fix = f"log to a {'writable directory' if unwritable else 'filesystem with file locks'} "
+            fix += f"(--trainer.logger.init_args.save_dir=DIR){' or make it writable' if unwritable else ''}"
         return f"{what}. Nothing was kept: {fix}, then run the same command again"
-    once = "there is space" if full else "it is writable"
+    once = "there is space" if full else "it is writable" if unwritable else "it has file locks"
     if not fit or resumed:
         return f"{what}. Once {once}, run the same command again"
     latest = run.latest_checkpoint()

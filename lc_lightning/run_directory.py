@@ -36,7 +36,7 @@ import yaml
 
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.faults import describe_fault, is_disk_full, machine_fault
-from lc_lightning.run_lock import LOCK_FILE, RunLock, holder, last_holder
+from lc_lightning.run_lock import LOCK_FILE, RunLock, holder, last_holder, process_alive
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
@@ -107,9 +107,14 @@ class RunDirectory:
         return cls.of_slurm_job(root).make()
 
     def make(self) -> tuple["RunDirectory", Path | None]:
-        """This directory, made where it is missing, and the topmost folder that made (None where none)."""
+        """This directory, made where it is missing, and the topmost folder this made (None where another
+        process made it, or it was there)."""
         created = _topmost_missing(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir()
+        except FileExistsError:
+            return self, None
         return self, created
 
     @classmethod
@@ -182,7 +187,7 @@ class RunDirectory:
         try:
             reserve = self.path / RESERVE_FILE
             if not reserve.is_file() or reserve.stat().st_size < RESERVE_BYTES:
-                write_atomically(reserve, lambda file: file.write(bytes(RESERVE_BYTES)))
+                write_atomically(reserve, lambda file: file.write(os.urandom(RESERVE_BYTES)))  # no hole: real room
         except BaseException:
             lock.release()
             raise
@@ -190,8 +195,10 @@ class RunDirectory:
 
     def let_go(self, lock: RunLock) -> None:
         """Release ``lock`` (what ``hold`` returned) and the room kept for status.json."""
-        (self.path / RESERVE_FILE).unlink(missing_ok=True)
-        lock.release()
+        try:
+            (self.path / RESERVE_FILE).unlink(missing_ok=True)
+        finally:
+            lock.release()
 
     # -- the record
 
@@ -254,13 +261,13 @@ class RunDirectory:
         record["best_val_acc"] = _json_number(status.best_val_acc)
         text = json.dumps(record, indent=2, allow_nan=False).encode()
         try:
-            write_atomically(self.path / STATUS_FILE, lambda file: file.write(text))
+            write_atomically(self.path / STATUS_FILE, lambda file: file.write(text), sole_writer=True)
         except OSError as error:
             reserve = self.path / RESERVE_FILE
             if not (is_disk_full(error) and reserve.is_file()):
                 raise
             reserve.unlink()
-            write_atomically(self.path / STATUS_FILE, lambda file: file.write(text))
+            write_atomically(self.path / STATUS_FILE, lambda file: file.write(text), sole_writer=True)
 
     def record_failure(self, error: str) -> None:
         """Record that a start of this run failed before it trained, ``error`` saying why, keeping where
@@ -332,8 +339,15 @@ class RunDirectory:
         checkpoints = self.checkpoints()
         if requested == "last":
             resumable = self.resumable_checkpoint()
-            if resumable is not None or not checkpoints:
-                return None if resumable is None else str(resumable)
+            if resumable is not None:
+                return str(resumable)
+            status = self.status()
+            if not checkpoints and status is not None and status.state == "finished":
+                raise InvalidArgumentError(
+                    f"--ckpt_path last: {shown(self.path)} finished without a checkpoint to resume; {NEW_RUN_ADVICE}"
+                )
+            if not checkpoints:
+                return None
             newest = self.latest_checkpoint()
             raise InvalidArgumentError(
                 f"--ckpt_path last: {shown(self.path)} holds no {LAST_CHECKPOINT} or {REQUEUE_CHECKPOINT} as new as "
@@ -350,12 +364,14 @@ class RunDirectory:
         )
 
     def set_aside_earlier_start(self) -> Path | None:
-        """Move the record of an earlier start that trained but stopped before its first checkpoint
-        (status.json, TensorBoard's files, crash logs but this process's) into ``attempt_<n>/`` with a copy of its
-        config.yaml, so that the run starts again without mixing two starts' curves; return that
-        folder, or None where there is no such start (nothing was moved)."""
+        """Move the record of an earlier start that trained (its status says so, or it left TensorBoard
+        events: it died before its first status) but stopped, unfinished, before its first checkpoint
+        (status.json, TensorBoard's files, crash logs but this process's) into ``attempt_<n>/`` with a
+        copy of its config.yaml, so that the run starts again without mixing two starts' curves; return
+        that folder, or None where there is no such start (nothing was moved)."""
         status = self.status()
-        if self.checkpoints() or status is None or not status.global_step:
+        trained = status is not None and (status.global_step or any(self.path.glob("events.out.tfevents.*")))
+        if self.checkpoints() or not trained or status.state == "finished":
             return None
         attempt, _ = _claim_numbered(self.path, ATTEMPT_PREFIX, RunDirectory)
         kept = {CONFIG_FILE, LOCK_FILE, RESERVE_FILE, CHECKPOINT_DIR, self.crash_log(os.getpid()).name}
@@ -391,20 +407,23 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], object], sole_writer: bool = False) -> None:
     """Replace ``path`` by the bytes ``write(file)`` writes, atomically and durably.
 
     They go to a hidden temporary file beside ``path``, which is synced to disk and moved over it
     in one step (the directory entry synced too): whatever kills the process meanwhile, ``path``
     holds the old complete file or the new one. A new file gets the permissions the umask gives
     (as with ``open``), so collaborators on a shared cluster can read runs. Temporary files left by
-    a process of this host that was killed while writing ``path`` are removed first. An OSError
-    names ``path``.
+    a process killed while writing ``path`` are removed first: any where this process is its
+    ``sole_writer`` (it holds the run), else those of processes of this host that are gone. An
+    OSError names ``path``.
     """
     path = Path(path)
     host = socket.gethostname()
-    for stale in path.parent.glob(f".{path.name}.{host}.*.partial"):
-        if not _process_alive(stale.name[len(f".{path.name}.{host}.") :].partition(".")[0]):
+    for stale in path.parent.glob(f".{path.name}.*.partial"):
+        writer, _, _ = stale.name[len(f".{path.name}.") : -len(".partial")].rpartition(".")  # <host>.<pid>.<random>
+        writer_host, _, pid = writer.rpartition(".")
+        if sole_writer or (writer_host == host and pid.isdigit() and not process_alive(int(pid))):
             stale.unlink(missing_ok=True)
     partial = path.parent / f".{path.name}.{host}.{os.getpid()}.{os.urandom(4).hex()}.partial"
     try:
@@ -460,19 +479,6 @@ def _topmost_missing(path: Path) -> Path | None:
     """The topmost of ``path`` and its parents that does not exist (None where ``path`` exists)."""
     missing = [folder for folder in (path, *path.parents) if not folder.exists()]
     return missing[-1] if missing else None
-
-
-def _process_alive(pid: str) -> bool:
-    """Whether the process ``pid`` of this host is alive (an unreadable pid counts as alive)."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _json_number(value: float | None) -> float | str | None:

@@ -12,6 +12,7 @@ the holder. lc-sweep holds each run while its lc-train child trains it, so a lc-
 leaves the run held by the child until it ends.
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -29,6 +30,9 @@ INHERITED_LOCK = "LC_LIGHTNING_RUN_LOCK_FD"
 ACQUIRE_PATIENCE_S = 2.0
 """How long ``acquire`` retries a lock that is taken: a process that only looks at a lock (``holder``) takes
 it shared for an instant."""
+ORPHANS_PATIENCE_S = 30.0
+"""How much longer it waits where the holder written in it is a process of this host that is gone: the
+processes it forked (DataLoader workers) hold the lock until they notice and exit."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ _held: dict[Path, "RunLock"] = {}  # the locks this process holds, by lock file
 
 
 class RunLock:
-    """The lock of the directory ``directory``, held by this process (``acquire``)."""
+    """The lock file ``path`` of a directory, held by this process through ``descriptor`` (``acquire``):
+    taken by it (``owner``) or handed down by its parent process."""
 
     def __init__(self, path: Path, descriptor: int, owner: bool, previous: Holder | None) -> None:
         self.path = path
@@ -68,24 +73,15 @@ class RunLock:
         """Take the lock of ``directory`` for this process, writing this process as its holder.
 
         A lock this process's parent passed down (``INHERITED_LOCK``) for this directory is taken over
-        as it is. RunHeldError where a live process holds it; OSError where the lock file cannot be
-        created (a read-only directory, a full disk)."""
+        as it is. RunHeldError where a live process (this one included) holds it; OSError where the
+        lock file cannot be written (a read-only directory, a full disk) or locked (a filesystem
+        without file locks)."""
         path = Path(directory).resolve() / LOCK_FILE
         if path in _held:
-            return _held[path]
-        lock = _inherited(path)
-        if lock is None:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            try:
-                _flock_within(descriptor, ACQUIRE_PATIENCE_S)
-            except BlockingIOError:
-                holder = _read_holder(descriptor)
-                os.close(descriptor)
-                raise RunHeldError(directory, holder) from None
-            except BaseException:
-                os.close(descriptor)
-                raise
-            lock = cls(path, descriptor, owner=True, previous=_read_holder(descriptor))
+            raise RunHeldError(directory, holder(directory))
+        lock = _inherited(path) or cls(path, _locked(path), owner=True, previous=None)
+        if lock.owner:
+            lock.previous = _read_holder(lock.descriptor)
         since = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
             lock._write(Holder(socket.gethostname(), os.getpid(), command, since))
@@ -138,6 +134,8 @@ def holder(directory: Path) -> Holder | None:
         fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return _read_holder(descriptor) or STARTING
+    except OSError:
+        return None  # a filesystem without file locks: nothing can hold it
     else:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
         return None
@@ -174,6 +172,42 @@ def _inherited(path: Path) -> RunLock | None:
     return RunLock(path, descriptor, owner=False, previous=None)
 
 
+def _locked(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (made where missing) that holds its exclusive flock.
+    RunHeldError naming the holder where another process holds it for longer than ACQUIRE_PATIENCE_S."""
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:  # its run was removed meanwhile (a start that failed): made again
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        try:
+            _flock_within(descriptor, ACQUIRE_PATIENCE_S)
+        except BlockingIOError:
+            held_by = _read_holder(descriptor) or STARTING
+            try:
+                if held_by.host != socket.gethostname() or process_alive(held_by.pid):
+                    raise
+                _flock_within(descriptor, ORPHANS_PATIENCE_S)  # its DataLoader workers still share the lock
+            except BlockingIOError:
+                os.close(descriptor)
+                raise RunHeldError(path.parent, held_by) from None
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise OSError(error.errno, error.strerror, str(path)) from None  # lc_lightning.faults names it
+            raise
+        except BaseException:
+            os.close(descriptor)
+            raise
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(path)):
+                return descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)  # its run was removed meanwhile (a start that failed): lock the file there now
+
+
 def _flock_within(descriptor: int, seconds: float) -> None:
     """Take an exclusive flock on ``descriptor``, retrying for up to ``seconds``; BlockingIOError if it stays taken."""
     deadline = time.monotonic() + seconds
@@ -185,6 +219,17 @@ def _flock_within(descriptor: int, seconds: float) -> None:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host lives (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _read_holder(descriptor: int) -> Holder | None:

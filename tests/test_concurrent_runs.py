@@ -56,3 +56,20 @@ def test_fits_started_together_with_one_name_get_a_directory_each(tiny_cifar10, 
             assert f"val/acc      last {status.metrics['val/acc']:.4f}, best" in out
             assert len(list(run.path.glob("events.out.tfevents.*"))) == 1
         assert names == {f"version_{n}" for n in range(10)}, number
+
+
+def test_fits_started_together_with_one_given_version_leave_that_run_to_the_first(tiny_cifar10, tmp_path):
+    """The others stop with one line and leave the directory as the first one makes it: none removes it."""
+    root, written = tiny_cifar10
+    args = ["fit", *tiny_cifar_args(root, "--data.train_subset=16", "--data.val_subset=8", "--trainer.max_epochs=1",
+                                    "--model.network.init_args.expansion=2", "--trainer.callbacks=null",
+                                    "--trainer.logger.init_args.version=fixed")]  # fmt: skip
+    (processes,) = start_together(tmp_path, 1, 3, written["md5"], args)
+    statuses = sorted(exit_status for exit_status, _, _ in processes)
+    assert statuses == [0, 2, 2], processes
+    for exit_status, _, err in processes:
+        if exit_status == 2:  # refused while the first trains, or after it finished
+            assert "is in use by process" in err or "already holds the checkpoints of a run" in err, err
+    run = RunDirectory(tmp_path / "0" / "logs" / "cifar10_e32" / "fixed")
+    assert run.status().state == "finished" and run.config()["trainer"]["logger"]["init_args"]["version"] == "fixed"
+    assert sorted(path.name for path in run.checkpoints()) == ["epoch=0-step=2.ckpt", "last.ckpt"]

@@ -16,6 +16,7 @@ from test_faults import tiny_cifar_args
 
 from lc_lightning.cli import main
 from lc_lightning.run_directory import RunDirectory
+from lc_lightning.sweep.cli import main as lc_sweep
 
 RUN = Path("logs", "cifar10_e32", "version_0")
 SMALL = ["--model.network.init_args.expansion=2", "--trainer.callbacks=null", "--trainer.enable_model_summary=false",
@@ -196,3 +197,16 @@ def test_a_run_started_on_a_full_disk_ends_in_one_line_and_leaves_nothing(
         "was kept: free some space, then run the same command again",
     )
     assert hashes(disk) == before and sorted(path.name for path in disk.iterdir()) == ["filler"]
+
+
+def test_lc_sweep_on_a_read_only_disk_ends_in_one_line(small_disk, capsys):
+    disk, remount = small_disk
+    remount("ro")
+    quickstart = str(Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        lc_sweep(["--config", quickstart, "--axis", "seed_everything=0,1", "--dir", str(disk / "sweep")])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"lc-sweep: error: read-only file system: cannot write {disk / 'sweep' / 'sweep.yaml'}; once that is fixed, "
+        "run the same command again\n"
+    )

@@ -6,7 +6,9 @@ import hashlib
 import json
 import math
 import os
+import socket
 import stat
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +22,7 @@ from lc_lightning.callbacks import RecordRun
 from lc_lightning.cli import build_cli, main, with_evaluated_run_config
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.module import ImageClassifier
-from lc_lightning.run_directory import RunDirectory, RunStatus
+from lc_lightning.run_directory import RunDirectory, RunStatus, write_atomically
 
 RUN_DIR = ("logs", "cifar10_e32", "version_0")
 ANALYSIS = str(Path(__file__).resolve().parent.parent / "configs" / "callbacks" / "analysis.yaml")
@@ -311,3 +313,22 @@ def test_an_evaluation_starts_from_the_runs_config_on_this_machines_devices(tmp_
     assert with_evaluated_run_config(["validate", f"--ckpt_path={ckpt}"]) == ["validate", *own, f"--ckpt_path={ckpt}"]
     assert with_evaluated_run_config(["fit", f"--ckpt_path={ckpt}"]) is None
     assert with_evaluated_run_config(["validate", f"--ckpt_path={tmp_path / 'elsewhere.ckpt'}"]) is None
+
+
+def test_a_write_removes_the_partial_files_of_writers_that_are_gone(tmp_path):
+    host = socket.gethostname()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid of this host that no process has now
+    partial = {
+        "gone": tmp_path / f".status.json.{host}.{gone.pid}.0a.partial",
+        "alive": tmp_path / f".status.json.{host}.{os.getpid()}.0b.partial",  # a writer still at it
+        "elsewhere": tmp_path / f".status.json.node-7.{os.getpid()}.0c.partial",  # a host this one cannot ask
+    }
+    for path in partial.values():
+        path.write_bytes(b"torn")
+    write_atomically(tmp_path / "status.json", lambda file: file.write(b"{}"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [partial["alive"].name, partial["elsewhere"].name, "status.json"]
+    )
+    write_atomically(tmp_path / "status.json", lambda file: file.write(b"{}"), sole_writer=True)  # the run's holder
+    assert [path.name for path in tmp_path.iterdir()] == ["status.json"]

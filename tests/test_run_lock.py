@@ -10,8 +10,10 @@ import textwrap
 import time
 
 import pytest
+from test_faults import tiny_cifar_args
+from test_machine_faults import lc_train
 
-from lc_lightning.errors import RunHeldError
+from lc_lightning.errors import InvalidArgumentError, RunHeldError
 from lc_lightning.run_directory import RunDirectory, RunStatus
 from lc_lightning.run_lock import holder, last_holder
 
@@ -96,3 +98,45 @@ def test_a_lock_handed_to_a_child_stays_held_while_the_child_lives(tmp_path):
     while holder(run.path) is not None and time.monotonic() < deadline:  # until the kernel has closed its files
         time.sleep(0.05)
     assert holder(run.path) is None
+
+
+def test_a_start_refused_by_the_holder_leaves_the_directory_alone(tiny_cifar10, tmp_path, monkeypatch, capsys):
+    """Another start takes the run between this one's mkdir of its directory and its lock: this one stops with
+    one line and leaves the directory (now the other's) as it is."""
+    monkeypatch.chdir(tmp_path)
+    hold, holders = RunDirectory.hold, []
+
+    def taken_first(run, command):
+        holders.append(hold_elsewhere(run, "lc-train fit")[0])
+        return hold(run, command)
+
+    monkeypatch.setattr(RunDirectory, "hold", taken_first)
+    args = tiny_cifar_args(tiny_cifar10[0], "--trainer.logger.init_args.version=fixed", "--trainer.callbacks=null")
+    try:
+        status, line = lc_train(capsys, "fit", *args)
+        assert status == 2 and line.startswith("lc-train: error: logs/cifar10_e32/fixed is in use by process ")
+        assert (tmp_path / "logs" / "cifar10_e32" / "fixed" / "run.lock").is_file()
+    finally:
+        for process in holders:
+            process.kill()
+            process.wait()
+
+
+def test_a_run_that_died_before_its_first_status_is_started_again_with_its_files_kept_aside(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.create("seed_everything: 0\n")
+    run.write_status(RunStatus("running", epoch=0, global_step=0))  # as training starts; killed at step 300
+    (run.path / "events.out.tfevents.1.host.2.0").write_bytes(b"steps 10 ... 300")
+    assert run.status().state == "died"
+    assert run.checkpoint_to_resume("last", restarted_by_slurm=False) is None
+    attempt = run.set_aside_earlier_start()
+    assert sorted(path.name for path in attempt.iterdir()) == [
+        "config.yaml",
+        "events.out.tfevents.1.host.2.0",
+        "status.json",
+    ]
+    assert sorted(path.name for path in run.path.iterdir()) == ["attempt_0", "config.yaml"]
+    run.write_status(RunStatus("finished", epoch=1, global_step=2))
+    with pytest.raises(InvalidArgumentError, match="finished without a checkpoint to resume; start a new run"):
+        run.checkpoint_to_resume("last", restarted_by_slurm=False)
+    assert run.set_aside_earlier_start() is None  # a finished run is never started again

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from lc_lightning.errors import RunHeldError, UserInputError
+from lc_lightning.faults import describe_fault, machine_fault
 from lc_lightning.run_lock import RunLock, holder
 from lc_lightning.sweep.directory import SweepDirectory, open_sweep_directory
 from lc_lightning.sweep.grid import load_sweep
@@ -86,7 +87,8 @@ def parse_arguments(args: list[str] | None) -> argparse.Namespace:
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lc-sweep``. Exit status 0 when every run it ran finished (or it submitted
     the array, or another process trains the rest), 1 when a local run failed, 2 for bad input
-    (message on stderr), 130 or 143 when SIGINT or SIGTERM stopped it."""
+    (message on stderr), 1 with one line for a full disk or an unwritable directory, and 130, 143 or
+    129 when SIGINT, SIGTERM or SIGHUP stopped it."""
     arguments = parse_arguments(args)
     try:
         sweep = load_sweep(arguments.grid, arguments.config, arguments.axis)
@@ -99,10 +101,18 @@ def main(args: list[str] | None = None) -> None:
             job = submit_array(directory.path, pending, arguments.sbatch_script, arguments.sbatch_options)
             print(f"lc-sweep: submitted job array {job} ({len(pending)} tasks); output in {directory.path / 'slurm'}")
             return
+        failed = _train_here(directory, pending)
     except UserInputError as error:
         print(f"lc-sweep: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    failed = _train_here(directory, pending)
+    except OSError as error:
+        fault = machine_fault(error)
+        if fault is None:
+            raise
+        print(
+            f"lc-sweep: error: {describe_fault(fault)}; once that is fixed, run the same command again", file=sys.stderr
+        )
+        raise SystemExit(1) from None
     if failed:
         raise SystemExit(1)
 
@@ -177,8 +187,8 @@ def _train_here(directory: SweepDirectory, pending: list[int]) -> list[str]:
 
 
 class _ForwardedSignals:
-    """While entered, SIGINT and SIGTERM are recorded (``received``) and forwarded to the process ``run``
-    waits for, instead of stopping this one at once."""
+    """While entered, SIGINT, SIGTERM and SIGHUP are recorded (``received``) and forwarded (FORWARDED) to
+    the process ``run`` waits for, instead of stopping this one at once."""
 
     def __init__(self) -> None:
         self.received: list[int] = []
@@ -186,7 +196,7 @@ class _ForwardedSignals:
         self._previous = {}
 
     def __enter__(self) -> "_ForwardedSignals":
-        self._previous = {signum: signal.signal(signum, self._forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = {signum: signal.signal(signum, self._forward) for signum in FORWARDED}
         return self
 
     def __exit__(self, *exception) -> None:
@@ -204,6 +214,8 @@ class _ForwardedSignals:
             env={**os.environ, **lock.inheritable_environment()},
             start_new_session=True,
         )
+        if self.received:  # came while it started
+            self._process.send_signal(FORWARDED[self.received[0]])
         try:
             return self._process.wait()
         finally:
@@ -212,4 +224,8 @@ class _ForwardedSignals:
     def _forward(self, signum, frame) -> None:
         self.received.append(signum)
         if self._process is not None:
-            self._process.send_signal(signum)
+            self._process.send_signal(FORWARDED[signum])
+
+
+# What lc-sweep sends its lc-train for each signal it gets: a closed terminal (SIGHUP) stops it cleanly too.
+FORWARDED = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
