@@ -475,12 +475,7 @@ def with_evaluated_run_config(args: list[str]) -> list[str] | None:
     if not stages:
         return None
     first = stages[0]
-    ckpt_path = None
-    for index, arg in enumerate(args[first + 1 :], first + 1):
-        if arg.startswith("--ckpt_path="):
-            ckpt_path = arg.partition("=")[2]
-        elif arg == "--ckpt_path" and index + 1 < len(args):
-            ckpt_path = args[index + 1]
+    ckpt_path = option_value(args[first + 1 :], "--ckpt_path")
     if ckpt_path is None or ckpt_path in CHECKPOINT_KEYWORDS:
         return None
     run = RunDirectory.containing(Path(ckpt_path))

@@ -103,7 +103,8 @@ class RunDirectory:
         ``version_<n>``, taken by one ``mkdir`` that fails where another process took it first (then the
         next n is tried), so that runs started together never share a directory."""
         if not under_slurm:
-            return _claim_numbered(Path(root), "version_", cls)
+            run, created = _claim_numbered(Path(root), "version_")
+            return cls(run), created
         return cls.of_slurm_job(root).make()
 
     def make(self) -> tuple["RunDirectory", Path | None]:
@@ -170,7 +171,8 @@ class RunDirectory:
         """Create the directory of a new evaluation (``stage``: validate or test) of this run's
         checkpoints, ``<run>/<stage>_<n>`` with the next free n (taken as ``claim_new_run`` takes a
         version), and return it with the topmost folder this created."""
-        return _claim_numbered(self.path, f"{stage}_", RunDirectory)
+        evaluation, created = _claim_numbered(self.path, f"{stage}_")
+        return RunDirectory(evaluation), created
 
     def evaluations(self) -> list["RunDirectory"]:
         """This run's evaluations, in the order they were made."""
@@ -373,7 +375,7 @@ class RunDirectory:
         trained = status is not None and (status.global_step or any(self.path.glob("events.out.tfevents.*")))
         if self.checkpoints() or not trained or status.state == "finished":
             return None
-        attempt, _ = _claim_numbered(self.path, ATTEMPT_PREFIX, RunDirectory)
+        attempt = RunDirectory(_claim_numbered(self.path, ATTEMPT_PREFIX)[0])
         kept = {CONFIG_FILE, LOCK_FILE, RESERVE_FILE, CHECKPOINT_DIR, self.crash_log(os.getpid()).name}
         for entry in list(self.path.iterdir()):
             if entry.name not in kept and not entry.name.startswith(ATTEMPT_PREFIX) and not _is_evaluation(entry):
@@ -457,10 +459,10 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _claim_numbered(folder: Path, prefix: str, kind: type) -> tuple:
+def _claim_numbered(folder: Path, prefix: str) -> tuple[Path, Path]:
     """Create ``<folder>/<prefix><n>``, n one more than the largest taken, in one ``mkdir`` that fails
-    where another process made it first (then the next n is tried); return it as a ``kind`` with the
-    topmost folder this created."""
+    where another process made it first (then the next n is tried); return it with the topmost folder
+    this created."""
     created = _topmost_missing(folder)
     folder.mkdir(parents=True, exist_ok=True)
     taken = [int(d.name[len(prefix) :]) for d in folder.glob(f"{prefix}*") if d.name[len(prefix) :].isdigit()]
@@ -472,7 +474,7 @@ def _claim_numbered(folder: Path, prefix: str, kind: type) -> tuple:
             number += 1
             continue
         path = folder / f"{prefix}{number}"
-        return kind(path), created or path
+        return path, created or path
 
 
 def _topmost_missing(path: Path) -> Path | None:
