@@ -530,7 +530,9 @@ def checkpoint_mismatch(model: dict, checkpoint: dict) -> str | None:
     resized = [
         f"{name}: {list(checkpoint[name].shape)} in the checkpoint, {list(model[name].shape)} here"
         for name in model
-        if name in checkpoint and checkpoint[name].shape != model[name].shape
+        if name in checkpoint
+        and isinstance(model[name], torch.Tensor)  # not an extra state (a dict)
+        and checkpoint[name].shape != model[name].shape
     ]
     problems = [*resized, *(f"{name} missing in the checkpoint" for name in missing)]
     problems += [f"{name} not in this model" for name in unexpected]

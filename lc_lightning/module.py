@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.loss_check import FiniteLossCheck, diverged_in_validation, reads_loss_late
-from lc_lightning.nn import check_preconditioning_is_exact, lc_form, lc_step_scales
+from lc_lightning.nn import OwnSteps, check_lc_training, lc_parametrization, lc_step_scales
 from lc_lightning.optim import PaperSGD, RunLengthScheduleCallable, UnitIntervalFromZero
 
 NetworkFactory = Callable[[int, int], nn.Module]
@@ -95,7 +95,7 @@ class ImageClassifier(LightningModule):
         # kept as given: under lc-train the hyperparameters hold the config of these callables
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.network = network(num_classes, in_channels)
-        check_preconditioning_is_exact(self.network, freeze_spatial)
+        check_lc_training(self.network, freeze_spatial)
         if channels_last:
             _convolutions_to_memory_format(self.network, torch.channels_last)
         self._weights_channels_last = channels_last  # the format the weights are in (_runs_channels_last)
@@ -108,6 +108,7 @@ class ImageClassifier(LightningModule):
         self.val_metrics = _evaluation_metrics(num_classes)
         self.test_metrics = _evaluation_metrics(num_classes)
         self._loss_check: FiniteLossCheck | None = None  # made by on_fit_start
+        self._own_steps: OwnSteps | None = None  # made by configure_optimizers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1] of shape (N, in_channels, H, W)."""
@@ -147,6 +148,9 @@ class ImageClassifier(LightningModule):
         loss = self._step(batch, "train", self.train_metrics)
         self._loss_check.check(loss, f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})")
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self._own_steps.take_gradients()  # the LC-Blocks that take their own step (lc_form=gram)
 
     def on_fit_start(self) -> None:
         self._loss_check = FiniteLossCheck(self.trainer.strategy, late=reads_loss_late(self.device))
@@ -212,9 +216,8 @@ class ImageClassifier(LightningModule):
             optimizer = self.optimizer(self.parameter_groups())
         except ValueError as error:
             raise InvalidArgumentError(f"--model.optimizer: {error}") from None
-        check_preconditioning_is_exact(
-            self.network, self.hparams.freeze_spatial, optimizer, self.trainer.gradient_clip_val
-        )
+        check_lc_training(self.network, self.hparams.freeze_spatial, optimizer, self.trainer.gradient_clip_val)
+        self._own_steps = OwnSteps(self.network, optimizer)
         scale = self.lr_scale()
         for group in optimizer.param_groups:  # before the scheduler records each group's initial_lr
             step_scale = group.get("lc_step_scale", 1.0)
@@ -234,10 +237,11 @@ class ImageClassifier(LightningModule):
 
 def _convolutions_to_memory_format(network: nn.Module, memory_format: torch.memory_format) -> None:
     """Put the weight of every convolution that runs as one in ``memory_format``. S and P of a
-    folded or explicit LC-Block only feed its combined weight (a matrix product) and stay as
-    they are: converted, they would be copied back every step."""
+    LC-Block that holds them only feed its combined weight (a matrix product) and stay as they
+    are: converted, they would be copied back every step."""
     for module in network.modules():
-        if isinstance(module, nn.Conv2d) and lc_form(module) not in ("folded", "explicit"):
+        block = lc_parametrization(module)
+        if isinstance(module, nn.Conv2d) and not (block and block.holds_factors):
             module.to(memory_format=memory_format)
 
 

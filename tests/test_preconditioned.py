@@ -26,13 +26,15 @@ from lc_lightning.nn import (
     make_lc_block,
     spatial_weights,
 )  # fmt: skip
-from lc_lightning.nn.lc_block import ROWS_PER_DRAW
+from lc_lightning.nn.draws import ROWS_PER_DRAW
 
 
 def block(form: str, init: str = "kaiming_uniform", seed: int = 0, **kwargs) -> nn.Conv2d:
     """An LC-Block 3 -> 8, 3 x 3, E = 1024: 8192 rows of S, drawn in more than one block of rows."""
     torch.manual_seed(seed)
-    return make_lc_block(nn.Conv2d(3, 8, 3, padding=1, bias=False, dtype=torch.float64), 1024, init, form, **kwargs)
+    conv = make_lc_block(nn.Conv2d(3, 8, 3, padding=1, bias=False, dtype=torch.float64), 1024, init, form, **kwargs)
+    combined_weight(conv)  # builds a block that holds W
+    return conv
 
 
 @pytest.mark.parametrize("init", ["kaiming_uniform", "kaiming_normal", "glorot_uniform", "ternary", "orthogonal"])
@@ -190,7 +192,7 @@ PRECONDITIONED = ["--model.network.init_args.lc_form=preconditioned", "--model.n
     [
         (["--model.freeze_spatial=false"],
          "lc-train: error: lc_form=preconditioned needs frozen spatial filters (freeze_spatial=true): with learnable "
-         "S, W = P S does not follow a fixed preconditioner; use lc_form=folded for learnable ones"),
+         "S, W = P S does not follow a fixed preconditioner; use lc_form=gram for learnable ones"),
         (["--model.optimizer=torch.optim.AdamW"],
          "lc-train: error: lc_form=preconditioned is exact for SGD only, not AdamW: an adaptive optimizer scales each "
          "entry of P's gradient, which W = P S cannot follow; use lc_form=folded"),

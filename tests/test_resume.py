@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from rank_weights import assert_same_state
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_faults import lc_train_error, tiny_cifar_args
 
@@ -116,8 +117,7 @@ def assert_same_training(resumed: Path, uninterrupted: Path, steps: int) -> None
     final = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
     expected = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=False)
     assert final["global_step"] == expected["global_step"] == steps
-    for name, value in expected["state_dict"].items():
-        assert torch.equal(final["state_dict"][name], value), name
+    assert_same_state(final["state_dict"], expected["state_dict"])
     losses, expected_losses = step_values(resumed, "train/loss_step"), step_values(uninterrupted, "train/loss_step")
     assert sorted(losses) == sorted(expected_losses) == list(range(steps))
     for step, (value,) in expected_losses.items():

@@ -10,8 +10,7 @@ from lc_lightning.nn.lc_block import (
     check_expansion,
     check_lc_form,
     lc_blocks,
-    lc_form,
-    lc_weights,
+    lc_parametrization,
     make_lc_block,
 )
 
@@ -36,7 +35,7 @@ def convert_to_lc(
     check_init(init)
     check_lc_form(form)
     for _, conv in list(module.named_modules()):
-        if isinstance(conv, nn.Conv2d) and is_spatial(conv) and conv.groups == 1 and lc_form(conv) is None:
+        if isinstance(conv, nn.Conv2d) and is_spatial(conv) and conv.groups == 1 and lc_parametrization(conv) is None:
             make_lc_block(conv, expansion, init, form, normalized_step)
     return module
 
@@ -55,9 +54,9 @@ def spatial_convs(module: nn.Module) -> Iterator[tuple[str, nn.Conv2d]]:
 def spatial_weights(module: nn.Module) -> dict[str, nn.Parameter]:
     """The spatial filters a model learns unless frozen, by qualified parameter name, in order.
 
-    The weight of every plain spatial convolution, and S of every folded or explicit LC-Block
-    (``<conv>.parametrizations.weight.original0``). A preconditioned LC-Block has no S: its
-    weight is the combined W, trained like a pointwise weight.
+    The weight of every plain spatial convolution, and S of every LC-Block that holds it (folded,
+    explicit: ``<conv>.parametrizations.weight.original0``). A preconditioned or gram LC-Block has
+    no S: its weight is the combined W.
     """
     weights = {}
     blocks = {name: conv for name, conv in lc_blocks(module)}
@@ -65,6 +64,6 @@ def spatial_weights(module: nn.Module) -> dict[str, nn.Parameter]:
         prefix = f"{name}." if name else ""
         if name not in blocks:
             weights[f"{prefix}weight"] = conv.weight
-        elif lc_form(conv) != "preconditioned":
-            weights[f"{prefix}parametrizations.weight.original0"] = lc_weights(conv)[0]
+        elif (factors := lc_parametrization(conv).factors(conv)) is not None:
+            weights[f"{prefix}parametrizations.weight.original0"] = factors[0]
     return weights

@@ -41,7 +41,12 @@ def check_init(init: str) -> str:
 
 
 @torch.no_grad()
-def init_spatial_(weight: torch.Tensor, init: str = "kaiming_uniform", rows: int | None = None) -> torch.Tensor:
+def init_spatial_(
+    weight: torch.Tensor,
+    init: str = "kaiming_uniform",
+    rows: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Fill a conv weight in place with the named random init and return it.
 
     - ``kaiming_uniform``: PyTorch's default, U[-a, a] with a = 1/sqrt(fan_in) (the paper's).
@@ -55,29 +60,28 @@ def init_spatial_(weight: torch.Tensor, init: str = "kaiming_uniform", rows: int
 
     ``rows``: ``weight`` is a block of the filters of a weight with this many (c_out) rows,
     whose fan_out the Glorot inits use; None: the whole weight. Orthogonal filters are drawn
-    for the whole weight only. Raises InvalidArgumentError (a ValueError) for an unknown name,
-    listing the choices.
+    for the whole weight only. ``generator``: draw from it instead of torch's global one.
+    Raises InvalidArgumentError (a ValueError) for an unknown name, listing the choices.
     """
     check_init(init)
     fan_in = _fan_in(weight)
     fan_out = (weight.shape[0] if rows is None else rows) * weight[0, 0].numel()
     if init == "kaiming_uniform":
         bound = _kaiming_uniform_bound(weight)
-        return weight.uniform_(-bound, bound)
+        return weight.uniform_(-bound, bound, generator=generator)
     if init == "kaiming_normal":
-        return weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+        return weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
     if init == "glorot_uniform":
         bound = math.sqrt(6.0 / (fan_in + fan_out))
-        return weight.uniform_(-bound, bound)
+        return weight.uniform_(-bound, bound, generator=generator)
     if init == "glorot_normal":
-        return weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+        return weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
     if init == "orthogonal":
         if rows not in (None, weight.shape[0]):
             raise ValueError("orthogonal filters are drawn for the whole weight, not a block of its rows")
-        return nn.init.orthogonal_(weight)
+        return nn.init.orthogonal_(weight, generator=generator)
     # Var(U[-a, a]) = a^2 / 3; binary +-v has variance v^2, ternary {-c, 0, c} has 2c^2 / 3.
     bound = _kaiming_uniform_bound(weight)
     if init == "binary":
-        return weight.copy_(torch.randint_like(weight, 0, 2).mul_(2).sub_(1)).mul_(bound / math.sqrt(3.0))
-    values = torch.randint_like(weight, 0, 3).sub_(1)  # ternary
-    return weight.copy_(values).mul_(bound / math.sqrt(2.0))
+        return weight.random_(0, 2, generator=generator).mul_(2).sub_(1).mul_(bound / math.sqrt(3.0))
+    return weight.random_(0, 3, generator=generator).sub_(1).mul_(bound / math.sqrt(2.0))  # ternary

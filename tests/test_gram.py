@@ -1,0 +1,226 @@
+"""The gram LC-Block: learned S and P trained by SGD, tracked through products that do not grow with E.
+
+It must take W exactly along the folded form's trajectory (the products of ``nn.gram`` against
+torch's SGD on P and S; 30 steps of the module's recipe through a Trainer), resume bitwise, stay
+identical on every DDP process without exchanging more than the baseline, and be refused where
+the reduction is not exact.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
+from lightning import Trainer
+from rank_weights import assert_same_state
+from test_faults import lc_train_error, tiny_cifar_args
+from test_preconditioned import RandomImages
+from test_resume import assert_same_training, fake_scontrol
+from torch import nn
+
+from lc_lightning.cli import build_cli
+from lc_lightning.models import CifarResNet
+from lc_lightning.module import ImageClassifier
+from lc_lightning.nn import OwnSteps, combined_weight, lc_blocks, lc_parametrization, lc_weights, make_lc_block
+from lc_lightning.nn.gram import PRODUCTS, GramState, SGDHyperparameters
+from lc_lightning.run_directory import RunDirectory
+
+STEPS = [
+    {"momentum": 0.9, "dampening": 0.0, "nesterov": True},
+    {"momentum": 0.8, "dampening": 0.3, "nesterov": False},
+    {"momentum": 0.0, "dampening": 0.0, "nesterov": False},
+]
+
+
+@pytest.mark.parametrize("shared", STEPS)
+def test_the_tracked_products_are_those_of_p_and_s_trained_by_torchs_sgd(shared):
+    """20 steps, P and S with their own lr and weight decay, the lr changing every step: every tracked
+    product equals the one of P, S and SGD's momentum buffers."""
+    generator = torch.Generator().manual_seed(0)
+    c, m, d = 5, 40, 9
+    pointwise = torch.randn(c, m, generator=generator, dtype=torch.float64, requires_grad=True)
+    spatial = torch.randn(m, d, generator=generator, dtype=torch.float64, requires_grad=True)
+    groups = [{"params": [pointwise], "lr": 0.02, "weight_decay": 0.03}, {"params": [spatial], "lr": 0.01}]
+    optimizer = torch.optim.SGD(groups, weight_decay=0.01, **shared)
+    state = GramState.start(*(x.detach() for x in (pointwise @ spatial, pointwise @ pointwise.T, spatial.T @ spatial)))
+    probe = torch.randn(d, 3, generator=generator, dtype=torch.float64)
+    for step in range(20):
+        combined = pointwise @ spatial
+        grad = torch.autograd.grad((combined @ probe).sin().sum(), combined)[0]
+        optimizer.zero_grad()
+        combined.backward(grad)
+        for group in optimizer.param_groups:
+            group["lr"] *= 0.95
+        optimizer.step()
+        hyper = [SGDHyperparameters(g["lr"], weight_decay=g["weight_decay"], **shared) for g in optimizer.param_groups]
+        state = state.step(grad, *hyper, first=step == 0)
+    zero = torch.zeros_like
+    buffer_p, buffer_s = (optimizer.state[x].get("momentum_buffer") for x in (pointwise, spatial))
+    buffer_p = zero(pointwise) if buffer_p is None else buffer_p
+    buffer_s = zero(spatial) if buffer_s is None else buffer_s
+    p, s = pointwise.detach(), spatial.detach()
+    expected = {
+        "w": p @ s, "p_bs": p @ buffer_s, "bp_s": buffer_p @ s, "bp_bs": buffer_p @ buffer_s,
+        "p_pt": p @ p.T, "p_bpt": p @ buffer_p.T, "bp_bpt": buffer_p @ buffer_p.T,
+        "st_s": s.T @ s, "st_bs": s.T @ buffer_s, "bst_bs": buffer_s.T @ buffer_s,
+    }  # fmt: skip
+    for name in PRODUCTS:
+        torch.testing.assert_close(getattr(state, name), expected[name], rtol=1e-12, atol=1e-12, msg=name)
+    assert expected["bp_bs"].norm() > 0 or shared["momentum"] == 0
+
+
+def two_blocks(form: str, normalized_step: bool) -> nn.Conv2d:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1, bias=True, dtype=torch.float64)
+    return make_lc_block(conv, 8, form=form, normalized_step=normalized_step)
+
+
+def test_a_gram_block_built_from_a_seed_is_the_folded_one_and_steps_with_its_normalised_step():
+    """W0 is the folded block's P0 S0; with normalized_step, OwnSteps and SGD take it where the folded block's
+    P (its lr scaled by d / ||S||^2 in its own group) and S go, and leave the optimizer no update of W."""
+    folded, gram = two_blocks("folded", True), two_blocks("gram", True)
+    torch.testing.assert_close(combined_weight(gram), combined_weight(folded), rtol=1e-13, atol=1e-15)
+    spatial, pointwise = lc_weights(folded)
+    (_, scale), [bias] = lc_parametrization(folded).pointwise_step_scale(folded), [gram.bias]
+    recipe = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}
+    folded_sgd = torch.optim.SGD(
+        [{"params": [spatial, folded.parametrizations.weight[0].bias]},
+         {"params": [pointwise], "lr": 0.05 * scale, "weight_decay": 0.01 / scale}], **recipe)  # fmt: skip
+    gram_sgd = torch.optim.SGD(gram.parameters(), **recipe)
+    own = OwnSteps(gram, gram_sgd)
+    x = torch.randn(3, 4, 7, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for _ in range(10):
+        for conv, optimizer in ((folded, folded_sgd), (gram, gram_sgd)):
+            optimizer.zero_grad()
+            conv(x).square().mean().backward()
+            if conv is gram:
+                own.take_gradients()
+                assert gram.parametrizations.weight.original.grad is None  # the optimizer gets no gradient of W
+            optimizer.step()
+    assert gram_sgd.state[gram.parametrizations.weight.original] == {}
+    assert (combined_weight(folded) - two_blocks("folded", True).weight).norm() > 0.1
+    torch.testing.assert_close(combined_weight(gram), combined_weight(folded), rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(bias, folded.parametrizations.weight[0].bias, rtol=1e-11, atol=1e-13)
+
+
+def test_a_gram_network_holds_the_baselines_parameters_and_no_buffer_that_grows_with_e():
+    """What DDP exchanges every step (gradients of the parameters, buffers) is the baseline's at any E."""
+    sizes = {}
+    for expansion in (None, 2, 64):
+        torch.manual_seed(0)
+        network = CifarResNet(10, 3, width=4, expansion=expansion, lc_form="gram")
+        sizes[expansion] = [(n, t.shape) for n, t in (*network.named_parameters(), *network.named_buffers())]
+    assert [shape for _, shape in sizes[2]] == [shape for _, shape in sizes[64]] == [s for _, s in sizes[None]]
+
+
+def trained(form: str) -> dict[str, torch.Tensor]:
+    """ResNet-LC-20-16x8 with learned spatial filters in ``form``, built in fp64 from seed 0, after 30 steps of
+    the module's own recipe (SGD, Nesterov 0.9, weight decay 0.01, cosine per step, label smoothing), BN in
+    training mode: its combined weights and every other parameter and buffer."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        network = CifarResNet(10, 3, expansion=8, lc_form=form)
+    finally:
+        torch.set_default_dtype(default)
+    module = ImageClassifier(lambda classes, channels: network, 10, 3, (0.5,) * 3, (0.25,) * 3)
+    trainer = Trainer(
+        accelerator="cpu", max_steps=30, precision="64-true", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=RandomImages())
+    assert trainer.global_step == 30 and trainer.optimizers[0].param_groups[0]["nesterov"]
+    state = {name: value for name, value in network.state_dict().items() if ".parametrizations." not in name}
+    return state | {name: combined_weight(conv).detach() for name, conv in lc_blocks(network)}
+
+
+def test_30_steps_of_the_modules_own_recipe_take_gram_and_folded_along_one_trajectory_in_fp64():
+    folded, gram = trained("folded"), trained("gram")
+    assert folded.keys() == gram.keys() and len([k for k in folded if k.startswith("stage")]) > 19
+    torch.manual_seed(0)
+    start = combined_weight(CifarResNet(10, 3, expansion=8).stem[0]).double()
+    assert (folded["stem.0"] - start).norm() > 1e-3 * start.norm()  # the weights did move
+    for name, value in folded.items():
+        if value.is_floating_point():
+            assert ((gram[name] - value).norm() / value.norm()).item() < 1e-10, name
+        else:
+            assert torch.equal(gram[name], value), name
+
+
+GRAM = ["--model.network.init_args.lc_form=gram", "--model.freeze_spatial=false", "--model.network.init_args.width=4"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.optimizer=torch.optim.AdamW"],
+         "lc-train: error: lc_form=gram is exact for SGD only, not AdamW: an adaptive optimizer scales each entry of "
+         "P's gradient, which W = P S cannot follow; use lc_form=folded"),
+        (["--model.freeze_spatial=true"],
+         "lc-train: error: lc_form=gram trains the spatial filters (freeze_spatial=false); for frozen ones use "
+         "lc_form=preconditioned"),
+        (["--trainer.gradient_clip_val=0.5"],
+         "lc-train: error: lc_form=gram cannot clip gradients (gradient_clip_val=0.5): the norm of W's gradient is "
+         "not that of P's, so clipping would change the run; use lc_form=folded or no clipping"),
+    ],
+)  # fmt: skip
+def test_a_gram_run_where_the_reduction_is_not_exact_is_refused_in_one_line(
+    args, message, tiny_cifar10, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *GRAM, *args))
+    assert err.strip().splitlines()[-1] == message
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_a_gram_run_requeued_in_the_middle_of_an_epoch_resumes_bitwise(tiny_cifar10, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    calls = fake_scontrol(tmp_path, monkeypatch)
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    args = tiny_cifar_args(tiny_cifar10[0], *GRAM, "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1")
+    build_cli(["fit", *args])  # uninterrupted: version_0
+    run = tmp_path / "logs" / "cifar10_e32" / "version_1"
+    requeue = RunDirectory(run).requeue_checkpoint
+    callbacks = [
+        f"--trainer.callbacks+={{class_path: lc_lightning.callbacks.RequeueOnSignal, "
+        f"init_args: {{checkpoint: {requeue}}}}}",
+        "--trainer.callbacks+={class_path: interruptions.SignalAtStep, init_args: {step: 6}}",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):  # Requeued
+        build_cli(["fit", *args, *callbacks])
+    assert calls.read_text() == "requeue 78\n"
+    saved = torch.load(requeue, weights_only=True)
+    assert saved["global_step"] == 7 and saved["CIFAR10DataModule"] == {"train_position": [1, 2]}
+    tracked = [value for name, value in saved["state_dict"].items() if name.endswith("_extra_state")]
+    assert len(tracked) == 7
+    assert all(state["buffers_started"] and state["w"].dtype == torch.float64 for state in tracked)
+    build_cli(["fit", "--config", str(run / "config.yaml"), "--ckpt_path=last"])
+    assert_same_training(run, run.parent / "version_0", steps=2 * 5)
+
+
+@needs_fashion_mnist
+def test_two_ddp_processes_keep_identical_gram_blocks_and_exchange_the_baselines_gradients(tmp_path, monkeypatch):
+    """2 gloo processes, E = 64: every LC-Block's tracked products bitwise equal on both ranks at the end, and the
+    gradients all-reduced per step are those of the baseline network's parameters (nothing grows with E)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # rank_weights
+    weights = tmp_path / "weights"
+    run = run_lc_train(
+        "fit", *config_args(CONFIGS / "table1" / "fashion_mnist_lc_learnable.yaml"), *GRAM,
+        "--model.network.init_args.depth=8", "--model.network.init_args.expansion=64",
+        f"--data.data_dir={FASHION_MNIST_DEBIAN}", "--data.train_subset=64", "--data.val_subset=16",
+        "--data.batch_size=8", "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
+        "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.enable_progress_bar=false",
+        f"--trainer.callbacks+={{class_path: rank_weights.SaveRankWeights, init_args: {{directory: {weights}}}}}",
+        f"--trainer.callbacks+={{class_path: rank_weights.CountAllReducedBytes, init_args: {{directory: {weights}}}}}",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    tracked = [name for name in ranks[0] if name.endswith("_extra_state")]
+    assert len(tracked) == 7 and ranks[0][tracked[0]]["buffers_started"]
+    assert_same_state(ranks[0], ranks[1])
+    exchanged = [torch.load(weights / f"bytes{r}.pt", weights_only=True) for r in (0, 1)]
+    baseline = CifarResNet(10, 1, width=4, depth=8)
+    baseline_bytes = sum(p.numel() * p.element_size() for p in baseline.parameters())
+    assert exchanged[0] == exchanged[1] == [baseline_bytes] * 4
