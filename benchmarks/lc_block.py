@@ -3,7 +3,8 @@
     python benchmarks/lc_block.py [--device cpu|cuda] [--batch-size 128] [--expansions 1 8 128 1024 8192]
 
 Each configuration runs in its own process (fresh allocator, own peak memory): the network is
-built (timed: "build [s]", drawing every spatial filter), then one warm-up step and one timed
+built on the device (timed: "build [s]", drawing every spatial filter and, for the forms that
+hold W, building their products there), then one warm-up step and one timed
 step (forward + backward + SGD step), over which "peak [MiB]" is taken: the growth of the
 process's peak resident memory over its memory before the first step on CPU,
 torch.cuda.max_memory_allocated on CUDA (activations, gradients, optimizer state). Then the
@@ -11,9 +12,10 @@ plain ResNet-20-16 with every weight learned is built in the same process and th
 turn until --min-seconds have passed (at most --max-steps): "step [ms]" is the median of the
 row's steps, "x baseline" its ratio to the median of the baseline's, measured alongside it, so
 a shared or throttling machine slows both alike. "held [MiB]" is the network's parameters and
-buffers.
+buffers (and what the preconditioned and gram forms track as extra state).
 Folded rows run up to --folded-up-to, explicit rows up to --explicit-up-to (S and the E maps
-per output channel grow with E); preconditioned rows at every E (frozen spatial filters only).
+per output channel grow with E); preconditioned rows (frozen spatial filters only) and gram rows
+(learned ones only) at every E.
 """
 
 import argparse
@@ -28,8 +30,10 @@ from torch.nn import functional as F
 
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.models import CifarResNet
+from lc_lightning.nn import OwnSteps, combined_weight, lc_blocks
 
-PATHS = ("baseline", "preconditioned", "folded", "explicit")
+PATHS = ("baseline", "preconditioned", "gram", "folded", "explicit")
+ONLY = {"preconditioned": ("frozen",), "gram": ("learnable",)}  # the forms exact for one kind of spatial filters
 
 
 def _rss_bytes() -> int:
@@ -44,12 +48,17 @@ def training_step(config: dict, args: argparse.Namespace) -> tuple[Callable[[], 
     form = "folded" if config["expansion"] is None else config["path"]
     start = time.perf_counter()
     model = CifarResNet(10, 3, expansion=config["expansion"], lc_form=form).to(device)
+    for _, conv in lc_blocks(model):
+        combined_weight(conv)  # builds a block that holds W
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     build_seconds = time.perf_counter() - start
     if config["spatial"] == "frozen":
         for weight in FreezeSpatialConvs.frozen_weights(model).values():
             weight.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.01)
+    own_steps = OwnSteps(model, optimizer)
     images = torch.rand(args.batch_size, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (args.batch_size,), device=device)
 
@@ -57,11 +66,21 @@ def training_step(config: dict, args: argparse.Namespace) -> tuple[Callable[[], 
         loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        own_steps.take_gradients()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     return step, model, build_seconds
+
+
+def _held_tensors(model: torch.nn.Module):
+    """The network's parameters, buffers and the tensors of its modules' extra states."""
+    yield from model.parameters()
+    yield from model.buffers()
+    for module in model.modules():
+        if type(module).get_extra_state is not torch.nn.Module.get_extra_state:
+            yield from (value for value in module.get_extra_state().values() if isinstance(value, torch.Tensor))
 
 
 def timed(step: Callable[[], None]) -> float:
@@ -77,7 +96,7 @@ def measure(config: dict, args: argparse.Namespace, results) -> None:
     the two networks step in turn, so that "x baseline" compares them under the same conditions."""
     device = torch.device(args.device)
     step, model, build_seconds = training_step(config, args)
-    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    held = sum(t.numel() * t.element_size() for t in _held_tensors(model))
     memory_before = torch.cuda.memory_allocated() if device.type == "cuda" else _rss_bytes()
     times = [timed(step) for _ in range(2)][1:]  # the first one warms up
     if device.type == "cuda":
@@ -97,13 +116,12 @@ def measure(config: dict, args: argparse.Namespace, results) -> None:
 
 def configurations(args: argparse.Namespace) -> list[dict]:
     """The rows to measure: the baseline first, then by E each form's rows that fit."""
-    up_to = {"preconditioned": max(args.expansions), "folded": args.folded_up_to, "explicit": args.explicit_up_to}
+    up_to = {"folded": args.folded_up_to, "explicit": args.explicit_up_to}
     rows = [{"expansion": None, "path": "baseline", "spatial": spatial} for spatial in ("learnable", "frozen")]
     for expansion in args.expansions:
         for path in PATHS[1:]:
-            # preconditioned: frozen spatial filters only (with learnable ones the reduction is not exact)
-            for spatial in ("frozen",) if path == "preconditioned" else ("frozen", "learnable"):
-                if path in args.paths and expansion <= up_to[path]:
+            for spatial in ONLY.get(path, ("frozen", "learnable")):
+                if path in args.paths and expansion <= up_to.get(path, expansion):
                     rows.append({"expansion": expansion, "path": path, "spatial": spatial})
     return rows
 

@@ -90,8 +90,8 @@ def test_table1_is_resnet20_16_baseline_and_lc_x128_learnable_and_frozen(dataset
             "init_args": {
                 "depth": 20, "width": 16, "kernel_size": 3, "init": "kaiming_uniform",
                 "expansion": None if mode == "baseline" else 128, "normalized_lc_step": False,
-                # frozen random: the folded form's trajectory at the baseline's cost
-                "lc_form": "preconditioned" if mode == "lc_frozen" else "folded",
+                # the folded form's trajectory at the baseline's cost: preconditioned (frozen), gram (learned)
+                "lc_form": {"baseline": "folded", "lc_learnable": "gram", "lc_frozen": "preconditioned"}[mode],
             },
         }  # fmt: skip
         assert printed["model"]["freeze_spatial"] is (mode == "lc_frozen")
@@ -114,7 +114,7 @@ def test_table2_is_resnet18d_on_imagenet_ready_for_ddp_and_bf16(expansion, capsy
                 "name": "resnet18d",
                 "expansion": expansion,
                 "init": "kaiming_uniform",
-                "lc_form": "folded",
+                "lc_form": "folded" if expansion is None else {"frozen": "preconditioned", "learnable": "gram"}[mode],
                 "normalized_lc_step": False,
             },
         }

@@ -242,7 +242,7 @@ FIGURE_AXES = {
         "model.freeze_spatial": [True, False],
     },
     "figure7a": {"model.network.init_args.kernel_size": [3, 5, 7, 9], EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128]},
-    "figure4_beyond": {EXPANSION: [256, 512, 1024, 2048, 4096, 8192], "model.freeze_spatial": [True]},
+    "figure4_beyond": {EXPANSION: [256, 512, 1024, 2048, 4096, 8192], "model.freeze_spatial": [True, False]},
     "figure4_step": {
         EXPANSION: [1, 2, 4, 8, 16, 32, 64, 128, 1024, 8192],
         "model.network.init_args.normalized_lc_step": [False, True],

@@ -227,9 +227,9 @@ class PreconditionedWeight(_BuiltAtFirstUse):
 
 
 class GramWeight(_BuiltAtFirstUse):
-    """``gram``: the original is W, the extra state the float64 products of ``nn.gram.GramState`` and whether
-    SGD's momentum buffers exist yet. W's gradient is the block's: ``step`` moves P and S along SGD (P's step
-    scaled by d / ||S0||_F^2 with ``normalized_step``) and writes the new W."""
+    """``gram``: the original is W, the extra state the products of ``nn.gram.GramState`` (in W's dtype, at
+    least float32) and whether SGD's momentum buffers exist yet. W's gradient is the block's: ``step`` moves P
+    and S along SGD (P's step scaled by d / ||S0||_F^2 with ``normalized_step``) and writes the new W."""
 
     form = "gram"
     takes_own_step = True
@@ -242,9 +242,10 @@ class GramWeight(_BuiltAtFirstUse):
 
     def _build(self, weight: nn.Parameter) -> None:
         c, d = weight.shape[0], weight[0].numel()
-        factory = {"dtype": torch.float64, "device": weight.device}
+        dtype = torch.promote_types(weight.dtype, torch.float32)
+        factory = {"dtype": dtype, "device": weight.device}
         w, p_pt, st_s = torch.zeros(c, d, **factory), torch.zeros(c, c, **factory), torch.zeros(d, d, **factory)
-        for rows, columns in self._rows(weight, torch.float64):
+        for rows, columns in self._rows(weight, dtype):
             w.addmm_(columns, rows)
             p_pt.addmm_(columns, columns.T)
             st_s.addmm_(rows.T, rows)
@@ -264,7 +265,7 @@ class GramWeight(_BuiltAtFirstUse):
         pointwise = SGDHyperparameters(lr * self.pointwise_scale, weight_decay=decay / self.pointwise_scale, **shared)
         spatial = SGDHyperparameters(lr, weight_decay=decay, **shared)
         if self.state.w.device != weight.device:
-            self.state = GramState(*(getattr(self.state, name).to(weight.device) for name in PRODUCTS))
+            self.state = self.state.to(weight.device)
         self.state = self.state.step(grad.flatten(1), pointwise, spatial, first=not self.buffers_started)
         self.buffers_started |= group["momentum"] != 0
         weight.copy_(self.state.w.view_as(weight))
@@ -278,7 +279,7 @@ class GramWeight(_BuiltAtFirstUse):
         self.seed, self.buffers_started, self.pointwise_scale = (
             state["seed"], state["buffers_started"], state["pointwise_scale"]
         )  # fmt: skip
-        self.built = "w" in state
+        self.built = PRODUCTS[0] in state
         self.state = GramState(*(state[name] for name in PRODUCTS)) if self.built else None
 
     @staticmethod

@@ -9,18 +9,18 @@ of which has a dimension m (``GramState.step``):
 
 - c_out x d: W = P S, P B_S, B_P S, B_P B_S;
 - c_out x c_out: P P^T, P B_P^T, B_P B_P^T;
-- d x d: S^T S, S^T B_S, B_S^T B_S.
+- d x d: S^T S, S^T B_S, B_S^T B_S (and S^T B_S transposed, so that no step reads a transpose).
 
-Before the first step there are no buffers (zero); torch's first step sets B = the gradient.
+Before the first step there are no buffers (zero); torch's first step sets B = the gradient. Per
+step this is a few products of sizes c_out d^2 and c_out^2 d and one pass over each stack.
 """
 
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 
-# The tracked products, in the order of GramState's fields
-PRODUCTS = ("w", "p_bs", "bp_s", "bp_bs", "p_pt", "p_bpt", "bp_bpt", "st_s", "st_bs", "bst_bs")
+# GramState's tensors, each a stack of the products of one shape
+PRODUCTS = ("combined", "left", "right")
 
 
 @dataclass(frozen=True)
@@ -54,86 +54,72 @@ def sgd_coefficients(step: SGDHyperparameters, first: bool) -> tuple[tuple[float
     return new, buffer
 
 
-class _Products:
-    """The products a step combines, each computed once and only if a non-zero coefficient needs it."""
-
-    def __init__(self, compute: dict) -> None:
-        self._compute, self._done = compute, {}
-
-    def __call__(self, i: int, j: int) -> torch.Tensor:
-        if (i, j) not in self._done:
-            self._done[i, j] = self._compute[i, j]()
-        return self._done[i, j]
-
-
-def _bilinear(u, v, product, like: torch.Tensor) -> torch.Tensor:
-    """sum over i, j of u[i] v[j] product(i, j), skipping zero coefficients (zeros shaped ``like`` if all are)."""
-    total = None
-    for i, a in enumerate(u):
-        for j, b in enumerate(v):
-            if a * b != 0:
-                term = product(i, j)
-                total = term * (a * b) if total is None else total.add_(term, alpha=a * b)
-    return torch.zeros_like(like) if total is None else total
+def _pair_coefficients(pairs) -> list[list[float]]:
+    """For each (x, y) of ``pairs``, the coefficients x[i] y[j], i major."""
+    return [[a * b for a in x for b in y] for x, y in pairs]
 
 
 @dataclass
 class GramState:
-    """The tracked products of P, S and their momentum buffers (float64), see the module's docstring."""
+    """The tracked products of P, S and their momentum buffers, see the module's docstring:
 
-    w: torch.Tensor
-    p_bs: torch.Tensor
-    bp_s: torch.Tensor
-    bp_bs: torch.Tensor
-    p_pt: torch.Tensor
-    p_bpt: torch.Tensor
-    bp_bpt: torch.Tensor
-    st_s: torch.Tensor
-    st_bs: torch.Tensor
-    bst_bs: torch.Tensor
+    - ``combined`` (4, c_out, d): P S = W, P B_S, B_P S, B_P B_S;
+    - ``left`` (3, c_out, c_out): P P^T, P B_P^T, B_P B_P^T;
+    - ``right`` (4, d, d): S^T S, S^T B_S, B_S^T B_S, B_S^T S.
+    """
+
+    combined: torch.Tensor
+    left: torch.Tensor
+    right: torch.Tensor
 
     @classmethod
     def start(cls, w: torch.Tensor, p_pt: torch.Tensor, st_s: torch.Tensor) -> "GramState":
         """The state before the first step: W = P S, P P^T and S^T S; no momentum buffers yet."""
-        return cls(w, *(torch.zeros_like(w),) * 3, p_pt, *(torch.zeros_like(p_pt),) * 2, st_s,
-                   *(torch.zeros_like(st_s),) * 2)  # fmt: skip
+        combined, left, right = (torch.zeros(n, *x.shape, dtype=x.dtype, device=x.device)
+                                 for n, x in ((4, w), (3, p_pt), (4, st_s)))  # fmt: skip
+        combined[0], left[0], right[0] = w, p_pt, st_s
+        return cls(combined, left, right)
+
+    @property
+    def w(self) -> torch.Tensor:
+        """W = P S."""
+        return self.combined[0]
+
+    def to(self, device: torch.device) -> "GramState":
+        return GramState(self.combined.to(device), self.left.to(device), self.right.to(device))
 
     def step(
         self, grad: torch.Tensor, pointwise: SGDHyperparameters, spatial: SGDHyperparameters, first: bool
     ) -> "GramState":
         """The state after one SGD step of P (``pointwise``) and S (``spatial``) with G = ``grad`` (c_out x d)."""
-        g = grad.to(self.w.dtype)
-        p_new, p_buffer = sgd_coefficients(pointwise, first)
-        s_new, s_buffer = sgd_coefficients(spatial, first)
-        # left factors (P, B_P, G S^T) and right ones (S, B_S, P^T G), indexed 0, 1, 2
-        g_st_s, g_wt, p_pt_g = cache(lambda: g @ self.st_s), cache(lambda: g @ self.w.T), cache(lambda: self.p_pt @ g)
-        cross = _Products({
-            (0, 0): lambda: self.w, (0, 1): lambda: self.p_bs, (0, 2): lambda: p_pt_g(),
-            (1, 0): lambda: self.bp_s, (1, 1): lambda: self.bp_bs, (1, 2): lambda: self.p_bpt.T @ g,
-            (2, 0): lambda: g_st_s(), (2, 1): lambda: g @ self.st_bs, (2, 2): lambda: g_wt() @ g,
-        })  # fmt: skip
-        left = _Products({
-            (0, 0): lambda: self.p_pt, (0, 1): lambda: self.p_bpt, (0, 2): lambda: g_wt().T,
-            (1, 1): lambda: self.bp_bpt, (1, 2): lambda: self.bp_s @ g.T, (2, 2): lambda: g_st_s() @ g.T,
-        })  # fmt: skip
-        right = _Products({
-            (0, 0): lambda: self.st_s, (0, 1): lambda: self.st_bs, (0, 2): lambda: self.w.T @ g,
-            (1, 1): lambda: self.bst_bs, (1, 2): lambda: self.p_bs.T @ g, (2, 2): lambda: g.T @ p_pt_g(),
-        })  # fmt: skip
-
-        def symmetric(table):  # the Gram products: entry (j, i) is entry (i, j) transposed
-            return lambda i, j: table(i, j) if i <= j else table(j, i).T
-
-        left, right = symmetric(left), symmetric(right)
-        return GramState(
-            w=_bilinear(p_new, s_new, cross, self.w),
-            p_bs=_bilinear(p_new, s_buffer, cross, self.w),
-            bp_s=_bilinear(p_buffer, s_new, cross, self.w),
-            bp_bs=_bilinear(p_buffer, s_buffer, cross, self.w),
-            p_pt=_bilinear(p_new, p_new, left, self.p_pt),
-            p_bpt=_bilinear(p_new, p_buffer, left, self.p_pt),
-            bp_bpt=_bilinear(p_buffer, p_buffer, left, self.p_pt),
-            st_s=_bilinear(s_new, s_new, right, self.st_s),
-            st_bs=_bilinear(s_new, s_buffer, right, self.st_s),
-            bst_bs=_bilinear(s_buffer, s_buffer, right, self.st_s),
-        )
+        g = grad.to(self.combined.dtype)
+        w, p_bs, bp_s, _ = self.combined
+        p_pt, p_bpt, _ = self.left
+        p, bp = sgd_coefficients(pointwise, first)  # P' and B_P' in (P, B_P, G S^T)
+        s, bs = sgd_coefficients(spatial, first)  # S' and B_S' in (S, B_S, P^T G)
+        right_pairs = [(s, s), (s, bs), (bs, bs), (bs, s)]
+        coefficients = torch.tensor(
+            _pair_coefficients([(p, s), (p, bs), (bp, s), (bp, bs)]) + _pair_coefficients([(p, p), (p, bp), (bp, bp)])
+            + [[x[0] * y[0], x[0] * y[1], x[1] * y[1], x[1] * y[0], 0, 0, 0, 0, 0] for x, y in right_pairs],
+            dtype=g.dtype,
+        ).to(g.device, non_blocking=True)  # fmt: skip
+        a_g = p_pt @ g  # P P^T G = P (P^T G)
+        g_wt = g @ w.T  # G W^T = (G S^T) P^T
+        g_q, g_r = g @ self.right[:2]  # (G S^T) S, (G S^T) B_S
+        # (P, B_P, G S^T) times (S, B_S, P^T G): c_out x d
+        products = [w, p_bs, a_g, bp_s, self.combined[3], p_bpt.T @ g, g_q, g_r, g_wt @ g]
+        combined = (coefficients[:4] @ torch.stack(products).flatten(1)).view_as(self.combined)
+        # (P, B_P, G S^T) times their transposes: c_out x c_out
+        bp_gt, g_q_gt = bp_s @ g.T, g_q @ g.T
+        products = [p_pt, p_bpt, g_wt.T, p_bpt.T, self.left[2], bp_gt, g_wt, bp_gt.T, g_q_gt]
+        left = (coefficients[4:7] @ torch.stack(products).flatten(1)).view_as(self.left)
+        # (S, B_S, P^T G) transposed times themselves, d x d: first the terms without V = P^T G, then those with
+        # it, G^T N1 + N2^T G (V^T S = G^T W, V^T B_S = G^T P B_S, and V^T V = G^T P P^T G, half in N1, half in N2)
+        right = (coefficients[7:, :4] @ self.right.flatten(1)).view_as(self.right)
+        halves = [((x[2] * y[0], x[2] * y[1], x[2] * y[2] / 2), (y[2] * x[0], y[2] * x[1], x[2] * y[2] / 2))
+                  for x, y in right_pairs]  # fmt: skip
+        n = torch.tensor([c for pair in halves for c in pair], dtype=g.dtype).to(g.device, non_blocking=True)
+        n1, n2 = (n @ torch.stack([w, p_bs, a_g]).flatten(1)).view(len(right_pairs), 2, *g.shape).unbind(1)
+        gs = g.expand(len(right_pairs), *g.shape)
+        right.baddbmm_(gs.transpose(1, 2), n1).baddbmm_(n2.transpose(1, 2), gs)  # B_S^T S too: cheaper than a transpose
+        return GramState(combined, left, right)
