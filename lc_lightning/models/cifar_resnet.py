@@ -45,9 +45,10 @@ class CifarResNet(nn.Module):
             random filters per output channel; None keeps plain convolutions (the baseline).
         init: the random init of the spatial filters (see ``lc_lightning.nn.init_spatial_``).
         lc_form: how the LC-Blocks compute: ``folded`` (one convolution with W = P S),
-            ``explicit`` (the paper's two convolutions) or ``preconditioned`` (W trained with
-            its gradient times S^T S: the same trajectory for frozen spatial filters and SGD, at
-            the baseline's cost for any E; see ``lc_lightning.nn.lc_block``).
+            ``explicit`` (the paper's two convolutions), ``preconditioned`` (W trained with its
+            gradient times S^T S: the same trajectory for frozen spatial filters and SGD) or
+            ``gram`` (W stepped by the block through products that do not grow with E: the same
+            trajectory for learned spatial filters and SGD); see ``lc_lightning.nn.forms``.
         normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)), so that a
             larger E gives more combinations but not a larger step on W.
     """

@@ -52,7 +52,7 @@ class TimmNet(nn.Module):
         expansion: E >= 1 makes every dense spatial conv an LC-Block of E random filters per
             output channel; None keeps plain convolutions (the baseline).
         init: the random init of every spatial filter (see ``lc_lightning.nn.init_spatial_``).
-        lc_form: how the LC-Blocks compute (``folded``, ``explicit`` or ``preconditioned``; see
+        lc_form: how the LC-Blocks compute (``folded``, ``explicit``, ``preconditioned`` or ``gram``; see
             ``CifarResNet``). Every nn.Conv2d class converts and keeps its own forward
             (``Conv2dSame`` of the ``tf_*`` models, ``StdConv2d``), except that the explicit form
             needs a convolution linear in its weight (not ``StdConv2d``).
