@@ -7,7 +7,7 @@ Parts, each in its own processes and stopped at its own time budget (PART_SECOND
 minutes in all on one H200), so that a slow part cannot take the others' time:
 1. tests: ``pytest -m cuda tests/test_cuda.py``.
 2. throughput: benchmarks/train_throughput.py on the GPU (bf16-mixed): the baseline, LC x8 and
-   x128 frozen (folded and preconditioned) and x128 learnable through both loaders; the 75-epoch
+   x128 frozen (folded and preconditioned) and x128 learnable (folded and gram) through both loaders; the 75-epoch
    time of ResNet-LC-20-16x128 frozen from 3 timed epochs; the cost of a host sync each step and
    of a progress bar drawn each step; compile on.
 3. table1: the three Fashion-MNIST runs of Table 1 (configs/table1, the paper's recipe: 75 epochs,
@@ -100,8 +100,9 @@ def throughput_runs(dry_run: bool) -> list[tuple[str, list[str]]]:
     models = ["baseline", "lc2-frozen"] if dry_run else ["baseline", "lc8-frozen", "lc128-frozen", "lc128-learnable"]
     large = "lc2" if dry_run else "lc128"
     headline = ["--models", f"{large}-frozen", "--lc-forms", "preconditioned", "--loaders", "device"]
+    forms = ["folded", "preconditioned", "gram"]
     runs = [
-        ("table", ["--models", *models, "--lc-forms", "folded", "preconditioned", "--loaders", "torch", "device"]),
+        ("table", ["--models", *models, "--lc-forms", *forms, "--loaders", "torch", "device"]),
         ("75 epochs", [*headline, "--epochs", "1" if dry_run else "3"]),
         ("host syncs", [*headline, "--sync-each-step", "on"]),
         ("host syncs", [*headline, "--progress-bar", "on", "every-step"]),

@@ -31,9 +31,9 @@ from torch.nn import functional as F
 from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.models import CifarResNet
 from lc_lightning.nn import OwnSteps, combined_weight, lc_blocks
+from lc_lightning.nn.forms import FORMS
 
 PATHS = ("baseline", "preconditioned", "gram", "folded", "explicit")
-ONLY = {"preconditioned": ("frozen",), "gram": ("learnable",)}  # the forms exact for one kind of spatial filters
 
 
 def _rss_bytes() -> int:
@@ -120,8 +120,9 @@ def configurations(args: argparse.Namespace) -> list[dict]:
     rows = [{"expansion": None, "path": "baseline", "spatial": spatial} for spatial in ("learnable", "frozen")]
     for expansion in args.expansions:
         for path in PATHS[1:]:
-            for spatial in ONLY.get(path, ("frozen", "learnable")):
-                if path in args.paths and expansion <= up_to.get(path, expansion):
+            for spatial in ("frozen", "learnable"):
+                exact = FORMS[path].spatial_filters in (None, "frozen" if spatial == "frozen" else "learned")
+                if exact and path in args.paths and expansion <= up_to.get(path, expansion):
                     rows.append({"expansion": expansion, "path": path, "spatial": spatial})
     return rows
 

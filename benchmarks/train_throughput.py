@@ -2,7 +2,7 @@
 torchvision DataLoader vs the device loader, with and without the fast paths.
 
     python benchmarks/train_throughput.py [--device cpu|cuda] [--models baseline lc8-frozen ...]
-        [--lc-forms folded preconditioned] [--loaders torch device] [--compile off on]
+        [--lc-forms folded preconditioned gram] [--loaders torch device] [--compile off on]
         [--channels-last off on] [--cudnn-benchmark off on] [--progress-bar off on every-step]
         [--sync-each-step off on] [--workers N] [--steps 20] [--epochs 0] [--json FILE] [--imagenet]
 
@@ -13,7 +13,7 @@ and its augmentation (random crop with padding 4, flips), through ``loader: torc
 workers) or ``loader: device``; precision fp32 on CPU, bf16-mixed on CUDA (``--precision``).
 A model is ``baseline`` (ResNet-20-16), ``baseline-frozen`` (its spatial filters frozen),
 ``lc<E>-frozen`` or ``lc<E>-learnable`` (ResNet-LC-20-16xE); the LC rows come in every form of
---lc-forms that applies (preconditioned needs frozen filters). After --warmup steps, --steps
+--lc-forms that applies (preconditioned needs frozen filters, gram learned ones). After --warmup steps, --steps
 steps are timed, loading included (synchronised on CUDA): images/s = steps x batch / seconds.
 With --epochs N (N >= 1) each row instead times N whole epochs with validation on 10,000
 images (--val-images) after each, and states the time of the paper's 75 epochs from them.
@@ -55,7 +55,8 @@ from lc_lightning.callbacks import ProgressBar
 from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.models import CifarResNet, TimmNet
 from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import set_lc_form
+from lc_lightning.nn import LC_FORMS, set_lc_form
+from lc_lightning.nn.forms import FORMS
 
 PAPER_EPOCHS = 75
 MODEL = re.compile(r"baseline(-frozen)?|lc([1-9][0-9]*)-(frozen|learnable)")
@@ -249,7 +250,8 @@ def cifar_rows(args: argparse.Namespace) -> list[dict]:
     models = []
     for expansion, spatial in args.models:
         forms = [None] if expansion is None else args.lc_forms
-        forms = [form for form in forms if form != "preconditioned" or spatial == "frozen"]  # it needs frozen S
+        kind = "frozen" if spatial == "frozen" else "learned"
+        forms = [form for form in forms if form is None or FORMS[form].spatial_filters in (None, kind)]
         models += [(expansion, spatial, form) for form in forms]
     on = {"off": False, "on": True}
     options = itertools.product(
@@ -275,9 +277,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="baseline, baseline-frozen, lc<E>-frozen, lc<E>-learnable (default: baseline lc8-frozen lc128-frozen "
         "lc128-learnable)",
     )  # fmt: skip
-    parser.add_argument(
-        "--lc-forms", nargs="+", choices=("folded", "explicit", "preconditioned"), default=["folded", "preconditioned"]
-    )
+    parser.add_argument("--lc-forms", nargs="+", choices=LC_FORMS, default=["folded", "preconditioned", "gram"])
     parser.add_argument("--loaders", nargs="+", choices=("torch", "device"), default=["torch", "device"])
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the DataModule's)")
     for option, default in (("compile", "off"), ("channels-last", "on"), ("cudnn-benchmark", "off")):  # lc-train's

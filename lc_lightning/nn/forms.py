@@ -56,6 +56,7 @@ class LCParametrization(nn.Module):
 
     holds_factors: ClassVar[bool] = False  # S and P are parameters of the block
     takes_own_step: ClassVar[bool] = False  # W's gradient goes to ``step``, not to the optimizer's update
+    spatial_filters: ClassVar[str | None] = None  # "frozen" or "learned": the only spatial filters it is exact for
 
     def __init__(self, expansion: int, init: str, normalized_step: bool, seed: int) -> None:
         super().__init__()
@@ -186,6 +187,7 @@ class PreconditionedWeight(_BuiltAtFirstUse):
     ``normalized_step``), built in W's dtype."""
 
     form = "preconditioned"
+    spatial_filters = "frozen"
 
     def __init__(self, expansion, init, normalized_step, seed) -> None:
         super().__init__(expansion, init, normalized_step, seed)
@@ -233,6 +235,7 @@ class GramWeight(_BuiltAtFirstUse):
 
     form = "gram"
     takes_own_step = True
+    spatial_filters = "learned"
 
     def __init__(self, expansion, init, normalized_step, seed) -> None:
         super().__init__(expansion, init, normalized_step, seed)

@@ -121,5 +121,7 @@ class GramState:
         n = torch.tensor([c for pair in halves for c in pair], dtype=g.dtype).to(g.device, non_blocking=True)
         n1, n2 = (n @ torch.stack([w, p_bs, a_g]).flatten(1)).view(len(right_pairs), 2, *g.shape).unbind(1)
         gs = g.expand(len(right_pairs), *g.shape)
-        right.baddbmm_(gs.transpose(1, 2), n1).baddbmm_(n2.transpose(1, 2), gs)  # B_S^T S too: cheaper than a transpose
+        # G^T N1 + N2^T G as one product, [G; N2]^T [N1; G]: one pass over the d x d stack; B_S^T S by its own
+        # products too, which costs less than a transposed copy
+        right.baddbmm_(torch.cat([gs, n2], dim=1).transpose(1, 2), torch.cat([n1, gs], dim=1))
         return GramState(combined, left, right)
