@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
 from jsonargparse import Namespace
+from rank_weights import assert_same_state
 from slurm_cluster import wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_resume import assert_same_training
@@ -143,7 +144,7 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
     assert torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] == 512 // (64 * world)
     weights = [torch.load(tmp_path / "ranks" / f"rank{rank}.pt") for rank in range(world)]
     for other in weights[1:]:
-        assert all(torch.equal(other[name], weights[0][name]) for name in weights[0])
+        assert_same_state(other, weights[0])
     events = EventAccumulator(str(run_dirs[0]))
     events.Reload()
     logged_acc = events.Scalars("val/acc")[-1].value
