@@ -86,6 +86,7 @@ class GramState:
         return self.combined[0]
 
     def to(self, device: torch.device) -> "GramState":
+        """The same state on ``device``."""
         return GramState(self.combined.to(device), self.left.to(device), self.right.to(device))
 
     def step(
