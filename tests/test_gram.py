@@ -2,8 +2,8 @@
 
 It must take W exactly along the folded form's trajectory (the products of ``nn.gram`` against
 torch's SGD on P and S; 30 steps of the module's recipe through a Trainer), resume bitwise, stay
-identical on every DDP process without exchanging more than the baseline, and be refused where
-the reduction is not exact.
+identical on every DDP process without exchanging more than the baseline. Where the reduction is
+not exact, the refusals of both reduced forms are tested together in test_preconditioned.py.
 """
 
 from pathlib import Path
@@ -13,8 +13,8 @@ import torch
 from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
 from lightning import Trainer
 from rank_weights import assert_same_state
-from test_faults import lc_train_error, tiny_cifar_args
-from test_preconditioned import RandomImages
+from test_faults import tiny_cifar_args
+from test_preconditioned import GRAM, RandomImages
 from test_resume import assert_same_training, fake_scontrol
 from torch import nn
 
@@ -146,32 +146,6 @@ def test_30_steps_of_the_modules_own_recipe_take_gram_and_folded_along_one_traje
             assert ((gram[name] - value).norm() / value.norm()).item() < 1e-10, name
         else:
             assert torch.equal(gram[name], value), name
-
-
-GRAM = ["--model.network.init_args.lc_form=gram", "--model.freeze_spatial=false", "--model.network.init_args.width=4"]
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--model.optimizer=torch.optim.AdamW"],
-         "lc-train: error: lc_form=gram is exact for SGD only, not AdamW: an adaptive optimizer scales each entry of "
-         "P's gradient, which W = P S cannot follow; use lc_form=folded"),
-        (["--model.freeze_spatial=true"],
-         "lc-train: error: lc_form=gram trains the spatial filters (freeze_spatial=false); for frozen ones use "
-         "lc_form=preconditioned"),
-        (["--trainer.gradient_clip_val=0.5"],
-         "lc-train: error: lc_form=gram cannot clip gradients (gradient_clip_val=0.5): the norm of W's gradient is "
-         "not that of P's, so clipping would change the run; use lc_form=folded or no clipping"),
-    ],
-)  # fmt: skip
-def test_a_gram_run_where_the_reduction_is_not_exact_is_refused_in_one_line(
-    args, message, tiny_cifar10, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.chdir(tmp_path)
-    err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *GRAM, *args))
-    assert err.strip().splitlines()[-1] == message
-    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
 
 
 def test_a_gram_run_requeued_in_the_middle_of_an_epoch_resumes_bitwise(tiny_cifar10, tmp_path, monkeypatch):

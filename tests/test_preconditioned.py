@@ -185,27 +185,39 @@ def test_30_steps_of_the_modules_own_recipe_take_both_forms_along_one_trajectory
 
 
 PRECONDITIONED = ["--model.network.init_args.lc_form=preconditioned", "--model.network.init_args.width=4"]
+GRAM = ["--model.network.init_args.lc_form=gram", "--model.freeze_spatial=false", "--model.network.init_args.width=4"]
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "form, args, message",
     [
-        (["--model.freeze_spatial=false"],
+        (PRECONDITIONED, ["--model.freeze_spatial=false"],
          "lc-train: error: lc_form=preconditioned needs frozen spatial filters (freeze_spatial=true): with learnable "
          "S, W = P S does not follow a fixed preconditioner; use lc_form=gram for learnable ones"),
-        (["--model.optimizer=torch.optim.AdamW"],
+        (PRECONDITIONED, ["--model.optimizer=torch.optim.AdamW"],
          "lc-train: error: lc_form=preconditioned is exact for SGD only, not AdamW: an adaptive optimizer scales each "
          "entry of P's gradient, which W = P S cannot follow; use lc_form=folded"),
-        (["--trainer.gradient_clip_val=1.0"],
+        (PRECONDITIONED, ["--trainer.gradient_clip_val=1.0"],
          "lc-train: error: lc_form=preconditioned cannot clip gradients (gradient_clip_val=1.0): the norm of W's "
          "gradient is not that of P's, so clipping would change the run; use lc_form=folded or no clipping"),
+        (GRAM, ["--model.optimizer=torch.optim.AdamW"],
+         "lc-train: error: lc_form=gram is exact for SGD only, not AdamW: an adaptive optimizer scales each entry of "
+         "P's gradient, which W = P S cannot follow; use lc_form=folded"),
+        (GRAM, ["--model.freeze_spatial=true"],
+         "lc-train: error: lc_form=gram trains the spatial filters (freeze_spatial=false); for frozen ones use "
+         "lc_form=preconditioned"),
+        (GRAM, ["--trainer.gradient_clip_val=0.5"],
+         "lc-train: error: lc_form=gram cannot clip gradients (gradient_clip_val=0.5): the norm of W's gradient is "
+         "not that of P's, so clipping would change the run; use lc_form=folded or no clipping"),
     ],
 )  # fmt: skip
 def test_a_run_where_the_reduction_is_not_exact_is_refused_in_one_line(
-    args, message, tiny_cifar10, tmp_path, monkeypatch, capsys
+    form, args, message, tiny_cifar10, tmp_path, monkeypatch, capsys
 ):
+    """Preconditioned (frozen filters) and gram (learned ones) blocks leave the folded trajectory with
+    learnable or frozen filters, another optimizer or clipping: refused before anything is trained."""
     monkeypatch.chdir(tmp_path)
-    err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *PRECONDITIONED, *args))
+    err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *form, *args))
     assert err.strip().splitlines()[-1] == message
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
 
