@@ -10,6 +10,7 @@ import difflib
 import importlib
 import inspect
 import re
+from argparse import ArgumentError, ArgumentParser, _SubParsersAction
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+from lc_lightning import data, models
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.run_directory import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 from lc_lightning.sweep.grid import KNOWN_SECTIONS
@@ -39,6 +41,25 @@ _GIVEN_TYPE = re.compile(r"^\s*Given value type: <class '([\w.]+)'>$", re.MULTIL
 _GIVEN_VALUE = re.compile(r"^\s*Given value: (.*?)(?:\. Got value:.*)?$", re.MULTILINE)
 _CLASS = re.compile(r"<class '([\w.]+)'>")
 _LIST_TYPES = ("list", "List", "Sequence", "Iterable", "tuple", "Tuple", "set", "Set")
+
+# torch's optimizers, the most used first
+TORCH_OPTIMIZERS = sorted(
+    (
+        f"torch.optim.{name}"
+        for name, value in vars(torch.optim).items()
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
+    ),
+    key=lambda path: path not in ("torch.optim.SGD", "torch.optim.AdamW", "torch.optim.Adam"),
+)
+# torch's schedules whose second argument is the run's length (RunLengthScheduleCallable)
+RUN_LENGTH_SCHEDULES = ["torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.PolynomialLR"]
+# The classes a key of the config usually takes, for "did you mean" on a misspelt class or argument
+KNOWN_CLASSES = {
+    "model.network": [f"lc_lightning.models.{name}" for name in models.__all__],
+    "data": [f"lc_lightning.data.{name}" for name in data.__all__ if name != "ImageDataModule"],
+    "model.optimizer": ["lc_lightning.optim.PaperSGD", *TORCH_OPTIMIZERS],
+    "model.lr_scheduler": RUN_LENGTH_SCHEDULES,
+}
 
 
 def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence[str]]) -> str:
@@ -110,6 +131,26 @@ def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence
         hint = "" if list_like else _list_hint(key, given, given_list=given_type == "list")
         return f"{option}: expected {expected}, got {given!r}{hint}"
     return f"{option}: " + _joined(message.split(":", 1)[1])
+
+
+def explain_parse_error(error: ArgumentError, parser: ArgumentParser) -> str:
+    """The one-line message for a parse ``error`` of ``parser`` (lc_lightning.argument_errors.explain),
+    with every option of its subcommands and of the networks and DataModules of lc-lightning as
+    the candidates of "did you mean"."""
+    options = accepted_options(parser)
+    for key, class_paths in KNOWN_CLASSES.items():
+        options += [f"{key}.init_args.{name}" for path in class_paths for name in class_parameters(path)]
+    return explain(str(error), options, KNOWN_CLASSES)
+
+
+def accepted_options(parser: ArgumentParser) -> list[str]:
+    """The dotted keys of every ``--option`` of ``parser`` and of its subcommands' parsers."""
+    keys = []
+    for action in parser._actions:
+        if isinstance(action, _SubParsersAction):
+            keys += [key for subparser in action.choices.values() for key in accepted_options(subparser)]
+        keys += [option[2:] for option in action.option_strings if option.startswith("--")]
+    return keys
 
 
 def _union_mismatch(message: str) -> tuple[str, str, str, bool] | None:

@@ -5,7 +5,7 @@ import importlib
 import os
 import sys
 import warnings
-from argparse import ArgumentError, ArgumentParser, _SubParsersAction
+from argparse import ArgumentError
 from pathlib import Path
 
 import torch
@@ -19,13 +19,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lc_lightning import data, models
 from lc_lightning.argument_errors import (
     check_config_files,
     checkpoint_directory_advice,
-    class_parameters,
     concerns_the_user_s_input,
-    explain,
+    explain_parse_error,
     option_value,
 )
 from lc_lightning.callbacks import ProgressBar, RecordRun, RequeueOnSignal, SummarizeFit
@@ -40,24 +38,6 @@ from lc_lightning.run_directory import EVALUATION_STAGES, RunDirectory, shown
 
 # Each DataModule attribute is linked into the ImageClassifier argument of the same name.
 DATA_TO_MODEL_LINKS = ("num_classes", "in_channels", "mean", "std")
-# torch's optimizers, the most used first
-TORCH_OPTIMIZERS = sorted(
-    (
-        f"torch.optim.{name}"
-        for name, value in vars(torch.optim).items()
-        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
-    ),
-    key=lambda path: path not in ("torch.optim.SGD", "torch.optim.AdamW", "torch.optim.Adam"),
-)
-# torch's schedules whose second argument is the run's length (RunLengthScheduleCallable)
-RUN_LENGTH_SCHEDULES = ["torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.PolynomialLR"]
-# The classes a key of the config usually takes, for "did you mean" on a misspelt class or argument
-KNOWN_CLASSES = {
-    "model.network": [f"lc_lightning.models.{name}" for name in models.__all__],
-    "data": [f"lc_lightning.data.{name}" for name in data.__all__ if name != "ImageDataModule"],
-    "model.optimizer": ["lc_lightning.optim.PaperSGD", *TORCH_OPTIMIZERS],
-    "model.lr_scheduler": RUN_LENGTH_SCHEDULES,
-}
 # --ckpt_path values that name no file
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
 # The directory the global-zero process fixed, for the processes Lightning's DDP launcher starts after it
@@ -540,26 +520,6 @@ def checkpoint_mismatch(model: dict, checkpoint: dict) -> str | None:
         return None
     more = f"; {len(problems) - 2} more" if len(problems) > 2 else ""
     return "; ".join(problems[:2]) + more
-
-
-def explain_parse_error(error: ArgumentError, parser: LightningArgumentParser) -> str:
-    """The one-line message for a parse ``error`` of ``parser`` (lc_lightning.argument_errors.explain),
-    with every option of its subcommands and of the networks and DataModules of lc-lightning as
-    the candidates of "did you mean"."""
-    options = accepted_options(parser)
-    for key, class_paths in KNOWN_CLASSES.items():
-        options += [f"{key}.init_args.{name}" for path in class_paths for name in class_parameters(path)]
-    return explain(str(error), options, KNOWN_CLASSES)
-
-
-def accepted_options(parser: ArgumentParser) -> list[str]:
-    """The dotted keys of every ``--option`` of ``parser`` and of its subcommands' parsers."""
-    keys = []
-    for action in parser._actions:
-        if isinstance(action, _SubParsersAction):
-            keys += [key for subparser in action.choices.values() for key in accepted_options(subparser)]
-        keys += [option[2:] for option in action.option_strings if option.startswith("--")]
-    return keys
 
 
 def _tensorboard_args(trainer) -> Namespace | None:
