@@ -3,7 +3,7 @@
 from torch import nn
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.nn import LCForm, SpatialInit, check_init, check_lc_form, convert_to_lc, init_spatial_, spatial_convs
+from lc_lightning.nn import LCForm, LCOptions, SpatialInit
 
 
 class BasicBlock(nn.Module):
@@ -43,14 +43,12 @@ class CifarResNet(nn.Module):
         kernel_size: k (odd), of every spatial conv, with padding k // 2.
         expansion: E >= 1 turns every spatial conv, the stem included, into an LC-Block of E
             random filters per output channel; None keeps plain convolutions (the baseline).
-        init: the random init of the spatial filters (see ``lc_lightning.nn.init_spatial_``).
-        lc_form: how the LC-Blocks compute: ``folded`` (one convolution with W = P S),
-            ``explicit`` (the paper's two convolutions), ``preconditioned`` (W trained with its
-            gradient times S^T S: the same trajectory for frozen spatial filters and SGD) or
-            ``gram`` (W stepped by the block through products that do not grow with E: the same
-            trajectory for learned spatial filters and SGD); see ``lc_lightning.nn.forms``.
-        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)), so that a
-            larger E gives more combinations but not a larger step on W.
+        init: the random init of the spatial filters.
+        lc_form: how the LC-Blocks compute.
+        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)).
+
+    The last four are the LC options every network shares: ``lc_lightning.nn.LCOptions`` states
+    them in full. Raises InvalidArgumentError for an invalid argument.
     """
 
     def __init__(
@@ -74,8 +72,7 @@ class CifarResNet(nn.Module):
             raise InvalidArgumentError(f"kernel_size must be odd and >= 1, got {kernel_size}")
         if width < 1:
             raise InvalidArgumentError(f"width must be >= 1, got {width}")
-        check_init(init)
-        check_lc_form(lc_form)
+        lc_options = LCOptions(expansion, init, lc_form, normalized_lc_step)
         blocks_per_stage = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, kernel_size, 1, kernel_size // 2, bias=False),
@@ -93,11 +90,7 @@ class CifarResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(channels, num_classes)
-        if expansion is None:
-            for _, conv in spatial_convs(self):
-                init_spatial_(conv.weight, init)
-        else:
-            convert_to_lc(self, expansion, init, lc_form, normalized_lc_step)
+        lc_options.build(self, init_converted=False)
 
     def forward(self, x):
         return self.fc(self.pool(self.stages(self.stem(x))))

@@ -6,16 +6,7 @@ import timm
 from torch import nn
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.nn import (
-    LCForm,
-    SpatialInit,
-    check_expansion,
-    check_init,
-    check_lc_form,
-    convert_to_lc,
-    init_spatial_,
-    spatial_convs,
-)  # fmt: skip
+from lc_lightning.nn import LCForm, LCOptions, SpatialInit
 
 
 def _check_model_name(name: str) -> None:
@@ -37,11 +28,10 @@ class TimmNet(nn.Module):
 
     ``expansion=None`` keeps plain convolutions (the baseline); an integer E >= 1 turns every
     dense spatial conv (kernel > 1, groups == 1), the stem included, into an LC-Block of
-    expansion E. Grouped and depthwise convolutions stay plain convolutions; they are spatial,
-    so ``FreezeSpatialConvs`` still freezes them. ``init`` names the random init of every
-    spatial filter in both cases, the plain grouped/depthwise ones included (see
-    ``lc_lightning.nn.init_spatial_``); 1 x 1 convs, BN and the classifier keep timm's init
-    (timm's ResNets zero-initialise the last BN of every residual block).
+    expansion E; grouped and depthwise convolutions stay plain convolutions. ``init`` names the
+    random init of every spatial filter in both cases, the plain grouped/depthwise ones included;
+    1 x 1 convs, BN and the classifier keep timm's init (timm's ResNets zero-initialise the last
+    BN of every residual block).
 
     Inputs are normalised images of any size timm accepts, CIFAR-sized 32 x 32 included: the
     ImageNet stem is kept, so the downsampling by 32 of a ResNet leaves 1 x 1 feature maps at
@@ -51,15 +41,13 @@ class TimmNet(nn.Module):
         name: the timm architecture (``timm.list_models()``), e.g. resnet18d or resnet50.
         expansion: E >= 1 makes every dense spatial conv an LC-Block of E random filters per
             output channel; None keeps plain convolutions (the baseline).
-        init: the random init of every spatial filter (see ``lc_lightning.nn.init_spatial_``).
-        lc_form: how the LC-Blocks compute (``folded``, ``explicit``, ``preconditioned`` or ``gram``; see
-            ``CifarResNet``). Every nn.Conv2d class converts and keeps its own forward
-            (``Conv2dSame`` of the ``tf_*`` models, ``StdConv2d``), except that the explicit form
-            needs a convolution linear in its weight (not ``StdConv2d``).
-        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)) (see ``CifarResNet``).
+        init: the random init of every spatial filter.
+        lc_form: how the LC-Blocks compute.
+        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)).
 
-    Raises InvalidArgumentError for an unknown model name (suggesting close matches) and an
-    invalid expansion, init or lc_form.
+    The last four are the LC options every network shares: ``lc_lightning.nn.LCOptions`` states
+    them in full. Raises InvalidArgumentError for an unknown model name (suggesting close matches)
+    and an invalid expansion, init or lc_form.
     """
 
     def __init__(
@@ -73,18 +61,10 @@ class TimmNet(nn.Module):
         normalized_lc_step: bool = False,
     ) -> None:
         super().__init__()
-        if expansion is not None:
-            check_expansion(expansion)
-        check_init(init)
-        check_lc_form(lc_form)
+        lc_options = LCOptions(expansion, init, lc_form, normalized_lc_step)
         _check_model_name(name)
         self.model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
-        # Every spatial conv, grouped and depthwise ones included, gets the named init; with an
-        # expansion the dense ones are then replaced by LC-Blocks whose filters are drawn with it.
-        for _, conv in spatial_convs(self.model):
-            init_spatial_(conv.weight, init)
-        if expansion is not None:
-            convert_to_lc(self.model, expansion, init, lc_form, normalized_lc_step)
+        lc_options.build(self.model, init_converted=True)
 
     def forward(self, x):
         return self.model(x)

@@ -1,6 +1,6 @@
 """Layers: the LC-Block and its forms, conversion of any model to LC-Blocks, and spatial inits."""
 
-from lc_lightning.nn.convert import convert_to_lc, is_spatial, spatial_convs, spatial_weights
+from lc_lightning.nn.convert import LCOptions, convert_to_lc, is_spatial, spatial_convs, spatial_weights
 from lc_lightning.nn.init import SPATIAL_INITS, SpatialInit, check_init, init_spatial_
 from lc_lightning.nn.lc_block import (
     LC_FORMS,
@@ -23,6 +23,7 @@ __all__ = [
     "LC_FORMS",
     "SPATIAL_INITS",
     "LCForm",
+    "LCOptions",
     "OwnSteps",
     "SpatialInit",
     "check_expansion",
