@@ -19,8 +19,8 @@ class FGSMAccuracy(Callback):
     few images when the set does not split evenly across ranks). ``epsilon`` is logged as the
     hyperparameter ``fgsm_epsilon``.
 
-    Cost: two forward passes and one forward-backward pass per batch, about as much as 1.7
-    training passes over the validation set. Limit it with ``every_n_epochs`` or the trainer's
+    Cost: two forward passes and one forward-backward pass per batch (docs/analysis.md, "The cost
+    of FGSM", has it measured against training). Limit it with ``every_n_epochs`` or the trainer's
     ``limit_val_batches``.
     """
 
