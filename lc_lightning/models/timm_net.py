@@ -41,9 +41,11 @@ class TimmNet(nn.Module):
         name: the timm architecture (``timm.list_models()``), e.g. resnet18d or resnet50.
         expansion: E >= 1 makes every dense spatial conv an LC-Block of E random filters per
             output channel; None keeps plain convolutions (the baseline).
-        init: the random init of every spatial filter.
-        lc_form: how the LC-Blocks compute.
-        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)).
+        init: the random init of every spatial filter (see ``lc_lightning.nn.init_spatial_``).
+        lc_form: how the LC-Blocks compute: ``folded`` (any training), ``explicit`` (the paper's two
+            convolutions), ``preconditioned`` (frozen filters, SGD) or ``gram`` (learned filters, SGD).
+        normalized_lc_step: scale every LC-Block's step by 1 / (c_out E var(S)), so that a larger E
+            is not a larger step on W.
 
     The last four are the LC options every network shares: ``lc_lightning.nn.LCOptions`` states
     them in full. Raises InvalidArgumentError for an unknown model name (suggesting close matches)
