@@ -3,7 +3,8 @@
 missing and malformed config files (a grid file of lc-sweep among them), a directory as --ckpt_path.
 
 jsonargparse reports these as multi-line texts (nested "Parser key" blocks, Union alternatives);
-``explain`` condenses such a text into the one line that names the option and what to do.
+``explain`` condenses such a text into the one line that names the option and what to do, by the
+first of RULES (a pattern of jsonargparse's or argparse's English and a formatter) that recognises it.
 """
 
 import difflib
@@ -11,8 +12,9 @@ import importlib
 import inspect
 import re
 from argparse import ArgumentError, ArgumentParser, _SubParsersAction
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -24,17 +26,22 @@ from lc_lightning.run_directory import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPO
 from lc_lightning.sweep.grid import KNOWN_SECTIONS
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
-_CLASS_PATH = re.compile(r"class_path[=:]? ?'([\w.]+)'")
-_NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
-_LITERAL = re.compile(r"Literal\[([^\]]*)\]")
-_GOT_VALUE = re.compile(r"(?:Got|Given) value: ([^\n]*?)(?:\. Got value:|$)", re.MULTILINE)
-_RESTRICTION = re.compile(r"Not of type \w+: (\S+) does not conform to restriction (.+?)(?:\. Got value:|$)", re.M)
-_EXPECTED_TYPE = re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*?)(?:\. Got value:|$)", re.MULTILINE)
-_NOT_A_NUMBER = re.compile(r"could not convert string to (\w+): '([^']*)'")
+_UNRECOGNIZED = re.compile(r"\Aunrecognized arguments:(?: [^-\s]\S*)* -+([^\s=]+)")  # the first option among them
+_AMBIGUOUS = re.compile(r"\Aambiguous option: -+([^\s=]+)")
+_INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)")
+_REQUIRED = re.compile(r"\Athe following arguments are required: (.*)")
+_GROUP_OPTION = re.compile(r"\AGroup '([\w.]+)' does not accept option '([\w.]+)'\Z")
+_CONFIG_KEY = re.compile(r"\AOption '([\w.]+)' is not accepted\Z")
 _MISSING_FILE = re.compile(r"File does not exist: '([^']+)'")
+_NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
+_CLASS_PATH = re.compile(r"class_path[=:]? ?'([\w.]+)'")
+_RESTRICTION = re.compile(r"Not of type \w+: (\S+) does not conform to restriction (.+?)(?:\. Got value:|$)", re.M)
 _NO_CLASS = re.compile(r"Expected a dot import path string: (\S+)|module '([\w.]+)' has no attribute '(\w+)'")
 _NOT_SUBCLASS = re.compile(r"Expected '([\w.]+)' to be a subclass of <class '(\w+)'>")
-_INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)")
+_LITERAL = re.compile(r"Literal\[([^\]]*)\]")
+_GOT_VALUE = re.compile(r"(?:Got|Given) value: ([^\n]*?)(?:\. Got value:|$)", re.MULTILINE)
+_NOT_A_NUMBER = re.compile(r"could not convert string to (\w+): '([^']*)'")
+_EXPECTED_TYPE = re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*?)(?:\. Got value:|$)", re.MULTILINE)
 _NO_UNION_TYPE = "Does not validate against any of the Union subtypes"
 _SUBTYPES = re.compile(r"^\s*Subtypes: \[(.*)\]$", re.MULTILINE)
 _GIVEN_TYPE = re.compile(r"^\s*Given value type: <class '([\w.]+)'>$", re.MULTILINE)
@@ -62,102 +69,140 @@ KNOWN_CLASSES = {
 }
 
 
-def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence[str]]) -> str:
-    """The one-line form of a parser error ``message``.
+class Message(NamedTuple):
+    """A parser error message as the rules see it: its ``text``, the dotted ``key`` of the option its
+    "Parser key" blocks name ("" where it names none), and the candidates of "did you mean" (see ``explain``)."""
 
-    ``options`` are the dotted keys the command accepts (``trainer.max_epochs``,
-    ``model.network.init_args.expansion``, ``model.optimizer.init_args.lr``...), for "did you
-    mean" on unknown options and on ambiguous abbreviations of options;
-    ``classes`` maps a key to the import paths of the classes it usually takes
-    (``model.network`` -> ``lc_lightning.models.CifarResNet``...), for unknown class names.
-    A message of no known form comes back with its lines joined.
-    """
-    options = list(options)
-    if message.startswith("unrecognized arguments:"):
-        unknown = [arg.split("=")[0] for arg in message.split(":", 1)[1].split() if arg.startswith("-")]
-        if unknown:
-            return _unknown_option(unknown[0].lstrip("-"), options)
-    if message.startswith("ambiguous option:"):  # argparse takes a prefix of one option for it, not of several
-        return _unknown_option(message.split(":", 1)[1].split()[0].split("=")[0].lstrip("-"), options)
-    if choice := _INVALID_CHOICE.search(message):
-        name, value, choices = choice.groups()
-        valid = [option.strip(" '") for option in choices.split(",")]
-        return f"unknown {name} {value!r}{_did_you_mean(value, valid)} (choose from {', '.join(valid)})"
-    if message.startswith("Problems parsing config"):
-        return "cannot read a config: " + _joined(message.split(":", 1)[1])
-    keys = _PARSER_KEY.findall(message)
-    if not keys:
-        return _joined(message)
-    key = ".init_args.".join(keys)
-    option = f"--{key}"
-    if missing := _MISSING_FILE.search(message):
-        return f"{option}: no such file {missing.group(1)}"
-    if rejected := _NOT_ACCEPTED.search(message):
-        name = rejected.group(1)
-        class_path = _CLASS_PATH.search(message)
-        passed, parameters, what = _parameters(class_path.group(1)) if class_path else ([], [], "")
-        owner = class_path.group(1).rpartition(".")[2] if class_path else key
-        listing = f" (its arguments: {', '.join(parameters)})" if parameters else ""
-        if name in passed:
-            return f"--{key}.init_args.{name}: set by lc-train, which gives {owner} {what}{listing}"
-        hint = _did_you_mean(name, parameters, f"--{key}.init_args.")
-        return f"--{key}.init_args.{name}: {owner} has no argument {name!r}{hint}{listing}"
-    if restriction := _RESTRICTION.search(message):
-        value, rule = restriction.groups()
-        bounds = re.sub(r"v([<>=!]+)", r"\1 ", rule)  # "v>=0 and v<1" -> ">= 0 and < 1"
-        return f"{option}={value} is out of range: it must be {bounds}"
-    if no_class := _NO_CLASS.search(message):
-        name = no_class.group(1) or f"{no_class.group(2)}.{no_class.group(3)}"
-        known = classes.get(key, [])
-        short = {path.rpartition(".")[2].lower(): path for path in known}  # AdamW for adamw, too
-        close = difflib.get_close_matches(name.rpartition(".")[2].lower(), list(short), n=1, cutoff=0.6)
-        hint = f"; did you mean {short[close[0]]}?" if close else ""
-        listing = _for_example(known) if not close else ""
-        return f"{option}: no class {name!r} can be imported{hint}{listing}"
-    if not_subclass := _NOT_SUBCLASS.search(message):
-        name, base = not_subclass.groups()
-        return f"{option}: {name} is not a subclass of {base}{_for_example(classes.get(key, []))}"
-    choices = [choice.strip(" '") for literal in _LITERAL.findall(message) for choice in literal.split(",")]
+    text: str
+    key: str
+    options: Sequence[str]
+    classes: Mapping[str, Sequence[str]]
+
+    @property
+    def option(self) -> str:
+        return f"--{self.key}"
+
+
+class Rule(NamedTuple):
+    """One kind of parser message and its one line. ``recognise`` takes a message's text and returns
+    something true (a regex match...) for a message of this kind, else None or False; ``format`` makes the
+    line from that and the Message. A ``keyed`` rule applies only to a message that names a "Parser key"."""
+
+    name: str
+    recognise: Callable[[str], Any]
+    format: Callable[[Any, Message], str]
+    keyed: bool
+
+
+def _unknown_key(match: re.Match, message: Message) -> str:
+    """The unknown option that ``match``'s groups name, joined with dots (a group and its option)."""
+    return _unknown_option(".".join(match.groups()), message.options)
+
+
+def _invalid_choice(match: re.Match, message: Message) -> str:
+    name, value, choices = match.groups()
+    valid = [choice.strip(" '") for choice in choices.split(",")]
+    return f"unknown {name} {value!r}{_did_you_mean(value, valid)} (choose from {', '.join(valid)})"
+
+
+def _as_it_is(match: re.Match, message: Message) -> str:
+    return _joined(message.text)
+
+
+def _missing_file(match: re.Match, message: Message) -> str:
+    return f"{message.option}: no such file {match.group(1)}"
+
+
+class _Rejected(NamedTuple):
+    """An argument a class does not accept: its name, the class's import path ("" where the message has
+    none), and the class's arguments as ``_parameters`` gives them."""
+
+    name: str
+    class_path: str
+    passed: list[str]
+    parameters: list[str]
+    what: str
+
+
+def _rejected_argument(text: str) -> _Rejected | None:
+    rejected = _NOT_ACCEPTED.search(text)
+    if rejected is None:
+        return None
+    class_path = _CLASS_PATH.search(text)
+    path = class_path.group(1) if class_path else ""
+    return _Rejected(rejected.group(1), path, *_parameters(path))
+
+
+def _passed_by_lc_train(text: str) -> _Rejected | None:
+    rejected = _rejected_argument(text)
+    return rejected if rejected is not None and rejected.name in rejected.passed else None
+
+
+def _set_by_lc_train(rejected: _Rejected, message: Message) -> str:
+    owner = rejected.class_path.rpartition(".")[2]
+    return (
+        f"{message.option}.init_args.{rejected.name}: set by lc-train, which gives {owner} {rejected.what}"
+        f"{_arguments(rejected.parameters)}"
+    )
+
+
+def _no_such_argument(rejected: _Rejected, message: Message) -> str:
+    owner = rejected.class_path.rpartition(".")[2] or message.key
+    hint = _did_you_mean(rejected.name, rejected.parameters, f"{message.option}.init_args.")
+    return (
+        f"{message.option}.init_args.{rejected.name}: {owner} has no argument {rejected.name!r}{hint}"
+        f"{_arguments(rejected.parameters)}"
+    )
+
+
+def _arguments(parameters: Sequence[str]) -> str:
+    return f" (its arguments: {', '.join(parameters)})" if parameters else ""
+
+
+def _out_of_range(match: re.Match, message: Message) -> str:
+    value, restriction = match.groups()
+    bounds = re.sub(r"v([<>=!]+)", r"\1 ", restriction)  # "v>=0 and v<1" -> ">= 0 and < 1"
+    return f"{message.option}={value} is out of range: it must be {bounds}"
+
+
+def _no_such_class(match: re.Match, message: Message) -> str:
+    name = match.group(1) or f"{match.group(2)}.{match.group(3)}"
+    known = message.classes.get(message.key, [])
+    short = {path.rpartition(".")[2].lower(): path for path in known}  # AdamW for adamw, too
+    close = difflib.get_close_matches(name.rpartition(".")[2].lower(), list(short), n=1, cutoff=0.6)
+    hint = f"; did you mean {short[close[0]]}?" if close else ""
+    listing = _for_example(known) if not close else ""
+    return f"{message.option}: no class {name!r} can be imported{hint}{listing}"
+
+
+def _not_a_subclass(match: re.Match, message: Message) -> str:
+    name, base = match.groups()
+    return f"{message.option}: {name} is not a subclass of {base}{_for_example(message.classes.get(message.key, []))}"
+
+
+def _literal_choice(text: str) -> tuple[str, list[str]] | None:
+    """The value given and the choices of the Literal types a message names; None where it names neither."""
+    choices = [choice.strip(" '") for literal in _LITERAL.findall(text) for choice in literal.split(",")]
     choices = list(dict.fromkeys(choices))  # a Union lists some choices twice
-    value = _GOT_VALUE.search(message)
-    if choices and value:
-        given = value.group(1).strip()
-        return f"{option}: {given!r} is not one of {', '.join(choices)}{_did_you_mean(given, choices)}"
-    if wrong_type := _NOT_A_NUMBER.search(message) or _EXPECTED_TYPE.search(message):
-        kind, given = wrong_type.groups()
-        return f"{option}: expected {_a(kind)}, got {given!r}{_list_hint(key, given)}"
-    if _NO_UNION_TYPE in message and (union := _union_mismatch(message)):
-        expected, given, given_type, list_like = union
-        hint = "" if list_like else _list_hint(key, given, given_list=given_type == "list")
-        return f"{option}: expected {expected}, got {given!r}{hint}"
-    return f"{option}: " + _joined(message.split(":", 1)[1])
+    given = _GOT_VALUE.search(text)
+    return (given.group(1).strip(), choices) if choices and given else None
 
 
-def explain_parse_error(error: ArgumentError, parser: ArgumentParser) -> str:
-    """The one-line message for a parse ``error`` of ``parser`` (lc_lightning.argument_errors.explain),
-    with every option of its subcommands and of the networks and DataModules of lc-lightning as
-    the candidates of "did you mean"."""
-    options = accepted_options(parser)
-    for key, class_paths in KNOWN_CLASSES.items():
-        options += [f"{key}.init_args.{name}" for path in class_paths for name in class_parameters(path)]
-    return explain(str(error), options, KNOWN_CLASSES)
+def _not_a_choice(choice: tuple[str, list[str]], message: Message) -> str:
+    given, choices = choice
+    return f"{message.option}: {given!r} is not one of {', '.join(choices)}{_did_you_mean(given, choices)}"
 
 
-def accepted_options(parser: ArgumentParser) -> list[str]:
-    """The dotted keys of every ``--option`` of ``parser`` and of its subcommands' parsers."""
-    keys = []
-    for action in parser._actions:
-        if isinstance(action, _SubParsersAction):
-            keys += [key for subparser in action.choices.values() for key in accepted_options(subparser)]
-        keys += [option[2:] for option in action.option_strings if option.startswith("--")]
-    return keys
+def _wrong_type(match: re.Match, message: Message) -> str:
+    kind, given = match.groups()
+    return f"{message.option}: expected {_a(kind)}, got {given!r}{_list_hint(message.key, given)}"
 
 
 def _union_mismatch(message: str) -> tuple[str, str, str, bool] | None:
     """From jsonargparse's "Does not validate against any of the Union subtypes" dump, the innermost
     one's (the types it accepts in words, the value given, the value's type, whether a list is among
-    the types); None where the dump lacks them."""
-    subtypes = list(_SUBTYPES.finditer(message))
+    the types); None for another message or where the dump lacks them."""
+    subtypes = list(_SUBTYPES.finditer(message)) if _NO_UNION_TYPE in message else []
     if not subtypes:
         return None
     rest = message[subtypes[-1].end() :]
@@ -190,6 +235,142 @@ def _type_in_words(text: str) -> str:
     return "a list" if origin in _LIST_TYPES else _a(origin or text)
 
 
+def _no_union_type(union: tuple[str, str, str, bool], message: Message) -> str:
+    expected, given, given_type, list_like = union
+    hint = "" if list_like else _list_hint(message.key, given, given_list=given_type == "list")
+    return f"{message.option}: expected {expected}, got {given!r}{hint}"
+
+
+RULES = (
+    # argparse's and jsonargparse's messages about the command line as a whole, and about config keys
+    Rule("unrecognized_option", _UNRECOGNIZED.search, _unknown_key, keyed=False),
+    # argparse takes a prefix of one option for it, not of several: an unknown option like any other
+    Rule("ambiguous_option", _AMBIGUOUS.search, _unknown_key, keyed=False),
+    Rule("invalid_choice", _INVALID_CHOICE.search, _invalid_choice, keyed=False),
+    Rule("required_arguments", _REQUIRED.search, _as_it_is, keyed=False),  # concerns_the_user_s_input reads it
+    Rule("unknown_group_option", _GROUP_OPTION.search, _unknown_key, keyed=False),
+    Rule("unknown_config_key", _CONFIG_KEY.search, _unknown_key, keyed=False),
+    # the value of the option that the "Parser key" blocks name
+    Rule("missing_file", _MISSING_FILE.search, _missing_file, keyed=True),
+    Rule("set_by_lc_train", _passed_by_lc_train, _set_by_lc_train, keyed=True),
+    Rule("no_such_argument", _rejected_argument, _no_such_argument, keyed=True),
+    Rule("out_of_range", _RESTRICTION.search, _out_of_range, keyed=True),
+    Rule("no_such_class", _NO_CLASS.search, _no_such_class, keyed=True),
+    Rule("not_a_subclass", _NOT_SUBCLASS.search, _not_a_subclass, keyed=True),
+    Rule("not_a_choice", _literal_choice, _not_a_choice, keyed=True),
+    Rule("not_a_number", _NOT_A_NUMBER.search, _wrong_type, keyed=True),
+    Rule("not_of_the_type", _EXPECTED_TYPE.search, _wrong_type, keyed=True),
+    Rule("no_union_type", _union_mismatch, _no_union_type, keyed=True),
+)
+"""The kinds of parser messages ``explain`` knows, in the order it tries them."""
+
+
+def explain(message: str, options: Iterable[str], classes: Mapping[str, Sequence[str]]) -> str:
+    """The one-line form of a parser error ``message``: the line of the first rule of RULES that
+    recognises it.
+
+    ``options`` are the dotted keys the command accepts (``trainer.max_epochs``,
+    ``model.network.init_args.expansion``, ``model.optimizer.init_args.lr``...), for "did you
+    mean" on unknown options and on ambiguous abbreviations of options;
+    ``classes`` maps a key to the import paths of the classes it usually takes
+    (``model.network`` -> ``lc_lightning.models.CifarResNet``...), for unknown class names.
+    A message no rule recognises comes back with its lines joined, after the option it names if any.
+    """
+    key = ".init_args.".join(_PARSER_KEY.findall(message))
+    found = _recognised(message)
+    if found is None:
+        return f"--{key}: {_joined(message.split(':', 1)[1])}" if key else _joined(message)
+    rule, match = found
+    return rule.format(match, Message(message, key, list(options), classes))
+
+
+def rule_for(message: str) -> Rule | None:
+    """The rule of RULES whose line ``explain`` gives for the parser error ``message``; None where
+    ``explain`` falls back to the message's own lines."""
+    found = _recognised(message)
+    return found[0] if found else None
+
+
+def _recognised(message: str) -> tuple[Rule, Any] | None:
+    keyed = _PARSER_KEY.search(message) is not None
+    for rule in RULES:
+        if keyed or not rule.keyed:
+            match = rule.recognise(message)
+            if match:
+                return rule, match
+    return None
+
+
+def explain_parse_error(error: ArgumentError, parser: ArgumentParser) -> str:
+    """The one-line message for a parse ``error`` of ``parser`` (lc_lightning.argument_errors.explain),
+    with every option of its subcommands and of the networks and DataModules of lc-lightning as
+    the candidates of "did you mean"."""
+    options = accepted_options(parser)
+    for key, class_paths in KNOWN_CLASSES.items():
+        options += [f"{key}.init_args.{name}" for path in class_paths for name in class_parameters(path)]
+    return explain(str(error), options, KNOWN_CLASSES)
+
+
+def accepted_options(parser: ArgumentParser) -> list[str]:
+    """The dotted keys of every ``--option`` of ``parser`` and of its subcommands' parsers."""
+    keys = []
+    for action in parser._actions:
+        if isinstance(action, _SubParsersAction):
+            keys += [key for subparser in action.choices.values() for key in accepted_options(subparser)]
+        keys += [option[2:] for option in action.option_strings if option.startswith("--")]
+    return keys
+
+
+def class_parameters(class_path: str) -> list[str]:
+    """The names of the arguments that the ``__init__`` of the class at ``class_path`` takes by
+    name, less those ImageClassifier passes itself (a network's ``num_classes`` and
+    ``in_channels``, an optimizer's parameters, a schedule's optimizer and run length); [] where
+    it cannot be imported."""
+    return _parameters(class_path)[1]
+
+
+def _parameters(class_path: str) -> tuple[list[str], list[str], str]:
+    """The arguments of the class at ``class_path`` as (those ImageClassifier passes, the others,
+    what the passed ones are); ([], [], "") where it cannot be imported."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return [], [], ""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    names = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if issubclass(cls, torch.optim.lr_scheduler.LRScheduler):
+        return names[:2], names[2:], "the optimizer and the run's length in optimizer steps"
+    if issubclass(cls, torch.optim.Optimizer):
+        return names[:1], names[1:], "the parameters to optimize"
+    if issubclass(cls, nn.Module) and names[:2] == ["num_classes", "in_channels"]:
+        return names[:2], names[2:], "the data's number of classes and of channels"
+    return [], names, ""
+
+
+def _unknown_option(key: str, options: Sequence[str]) -> str:
+    """'unknown option --key' with the accepted options closest to it, by whole key or by last part."""
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)
+    if not close:
+        leaf = key.rpartition(".")[2]
+        by_leaf = {}
+        for option in options:
+            by_leaf.setdefault(option.rpartition(".")[2], option)
+        close = [by_leaf[name] for name in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)]
+    hint = f"; did you mean --{close[0]}?" if close else ""
+    return f"unknown option --{key}{hint} (lc-train fit --help lists the options)"
+
+
+def _did_you_mean(given: str, valid: Sequence[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
+def _for_example(class_paths: Sequence[str]) -> str:
+    """' (for example A, B...)' with the first five of ``class_paths`` (the usual ones come first); '' for none."""
+    return f" (for example {', '.join(class_paths[:5])})" if class_paths else ""
+
+
 def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
@@ -208,15 +389,8 @@ def _list_hint(key: str, given: str, given_list: bool = False) -> str:
     )
 
 
-def check_config_files(args: Sequence[str]) -> None:
-    """Raise InvalidArgumentError naming the file, line and column where a ``--config`` file of
-    ``args``, or a config file one of them names as a value, is not valid YAML, and naming a
-    ``--config`` file that is empty, no mapping of options, or an lc-sweep grid file. Missing files
-    are left to the parser."""
-    for path in _config_paths(args):
-        document = _check_yaml(path, set())
-        if path.is_file():
-            _check_config_mapping(path, document)
+def _joined(text: str) -> str:
+    return " ".join(text.split())
 
 
 def option_value(args: Sequence[str], option: str) -> str | None:
@@ -238,8 +412,8 @@ def concerns_the_user_s_input(message: str, args: Sequence[str]) -> bool:
         return True
     given = [_plain_key(arg.partition("=")[0][2:]) for arg in args if arg.startswith("--")]
     named = [_plain_key(key) for key in re.findall(r"--([\w.]+)", message)]
-    if message.startswith("the following arguments are required:"):
-        named = [_plain_key(key.strip().partition(".")[2]) for key in message.split(":", 1)[1].split(",")]
+    if required := _REQUIRED.match(message):
+        named = [_plain_key(key.strip().partition(".")[2]) for key in required.group(1).split(",")]
     return any(
         mine == key or mine.startswith(f"{key}.") or key.startswith(f"{mine}.") for mine in given for key in named
     )
@@ -272,6 +446,17 @@ def checkpoint_directory_advice(path: Path) -> str:
     if run:
         return f"--ckpt_path {path} is a run directory that holds no checkpoint (*.ckpt): the run saved none"
     return f"--ckpt_path {path} is a directory that holds no checkpoint (*.ckpt): give a checkpoint file"
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Raise InvalidArgumentError naming the file, line and column where a ``--config`` file of
+    ``args``, or a config file one of them names as a value, is not valid YAML, and naming a
+    ``--config`` file that is empty, no mapping of options, or an lc-sweep grid file. Missing files
+    are left to the parser."""
+    for path in _config_paths(args):
+        document = _check_yaml(path, set())
+        if path.is_file():
+            _check_config_mapping(path, document)
 
 
 def _check_config_mapping(path: Path, document) -> None:
@@ -326,57 +511,3 @@ def _strings(document) -> list[str]:
     if isinstance(document, list):
         return [text for value in document for text in _strings(value)]
     return []
-
-
-def _unknown_option(key: str, options: Sequence[str]) -> str:
-    """'unknown option --key' with the accepted options closest to it, by whole key or by last part."""
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)
-    if not close:
-        leaf = key.rpartition(".")[2]
-        by_leaf = {}
-        for option in options:
-            by_leaf.setdefault(option.rpartition(".")[2], option)
-        close = [by_leaf[name] for name in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)]
-    hint = f"; did you mean --{close[0]}?" if close else ""
-    return f"unknown option --{key}{hint} (lc-train fit --help lists the options)"
-
-
-def _for_example(class_paths: Sequence[str]) -> str:
-    """' (for example A, B...)' with the first five of ``class_paths`` (the usual ones come first); '' for none."""
-    return f" (for example {', '.join(class_paths[:5])})" if class_paths else ""
-
-
-def _did_you_mean(given: str, valid: Sequence[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
-
-
-def class_parameters(class_path: str) -> list[str]:
-    """The names of the arguments that the ``__init__`` of the class at ``class_path`` takes by
-    name, less those ImageClassifier passes itself (a network's ``num_classes`` and
-    ``in_channels``, an optimizer's parameters, a schedule's optimizer and run length); [] where
-    it cannot be imported."""
-    return _parameters(class_path)[1]
-
-
-def _parameters(class_path: str) -> tuple[list[str], list[str], str]:
-    """The arguments of the class at ``class_path`` as (those ImageClassifier passes, the others,
-    what the passed ones are); ([], [], "") where it cannot be imported."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return [], [], ""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    names = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if issubclass(cls, torch.optim.lr_scheduler.LRScheduler):
-        return names[:2], names[2:], "the optimizer and the run's length in optimizer steps"
-    if issubclass(cls, torch.optim.Optimizer):
-        return names[:1], names[1:], "the parameters to optimize"
-    if issubclass(cls, nn.Module) and names[:2] == ["num_classes", "in_channels"]:
-        return names[:2], names[2:], "the data's number of classes and of channels"
-    return [], names, ""
-
-
-def _joined(text: str) -> str:
-    return " ".join(text.split())
