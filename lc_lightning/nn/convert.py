@@ -55,8 +55,8 @@ class LCOptions:
             included, into an LC-Block of E random filters per output channel (``convert_to_lc``);
             None keeps plain convolutions (the baseline). Grouped and depthwise convolutions stay
             plain convolutions; they are spatial, so ``FreezeSpatialConvs`` still freezes them.
-        init: the random init of the spatial filters, of the LC-Blocks' S and of the plain spatial
-            convs alike (see ``init_spatial_``).
+        init: the random init of every spatial filter, the LC-Blocks' and the plain spatial convs'
+            alike (see ``init_spatial_``).
         lc_form: how the LC-Blocks compute (see ``lc_lightning.nn.forms``): ``folded`` (one
             convolution with W = P S), ``explicit`` (the paper's two convolutions), ``preconditioned``
             (W trained with its gradient times S^T S: the same trajectory for frozen spatial filters
@@ -88,10 +88,11 @@ class LCOptions:
         Every spatial conv that stays plain (all of them without an expansion, the grouped and
         depthwise ones with one) is drawn with ``init``, in module order; with an expansion every
         dense spatial conv then becomes an LC-Block (``convert_to_lc``), whose filters are drawn
-        afresh. ``init_converted`` also draws the filters of the convs about to be converted first:
-        the LC-Blocks replace them, but the draws advance torch's global generator, from which each
-        LC-Block draws its seed, so this choice is part of the networks a seed gives and each
-        network keeps its own.
+        afresh. ``init_converted``: draw the filters of the convs about to be converted too, before
+        converting them. The LC-Blocks replace those filters, but drawing them advances torch's global
+        generator, from which each LC-Block draws its seed: the choice decides which network a seed
+        gives, so each network keeps the one its recorded runs were made with (TimmNet draws them,
+        CifarResNet does not).
         """
         for _, conv in spatial_convs(network):
             if self.expansion is None or init_converted or not _becomes_lc_block(conv):
