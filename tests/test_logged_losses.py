@@ -26,17 +26,14 @@ def fit_args(root) -> list[str]:
         "--model.network=lc_lightning.models.CifarResNet", "--model.network.init_args.depth=8",
         "--model.network.init_args.width=4", "--model.network.init_args.expansion=2",
         "--trainer.accelerator=cpu", "--trainer.precision=32-true",
-        "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+        "--trainer.max_epochs=1", "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
 
 
-def test_images(written: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluated_images(written: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split as written into the pickles: images in [0, 1] (N, 3, 32, 32) and labels."""
     ((rows, labels),) = written["test"]
     return torch.from_numpy(rows).float().div(255).view(-1, 3, 32, 32), torch.tensor(labels)
-
-
-test_images.__test__ = False  # a helper, not a test
 
 
 def per_image_losses(checkpoint, images, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +66,7 @@ def test_val_and_test_loss_and_accuracy_are_the_means_over_the_evaluated_images(
     build_cli(["test", f"--ckpt_path={checkpoint}"])
     validated, tested = (evaluation.status() for evaluation in run.evaluations())
 
-    losses, right = per_image_losses(checkpoint, *test_images(written))
+    losses, right = per_image_losses(checkpoint, *evaluated_images(written))
     assert len(losses) == 10
     loss, accuracy = losses.mean().item(), right.mean().item()
     for name, values in (("loss", losses), ("accuracy", right)):  # a wrong reduction would log another value
