@@ -57,10 +57,9 @@ def start_and_spatial(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(W0 = P0 S, S) of an LC-Block, drawn again from its seed as the block drew them."""
     block = lc_parametrization(conv)
     shape = (conv.out_channels, conv.in_channels, 3, 3)
-    spatial, pointwise = (torch.cat(part, dim=dim) for part, dim in zip(
-        zip(*draws(torch.Size(shape), block.expansion, block.init, block.seed, torch.float32), strict=True),
-        (0, 1), strict=True,
-    ))  # fmt: skip
+    drawn = draws(torch.Size(shape), block.expansion, block.init, block.seed, torch.float32)
+    spatial_rows, pointwise_columns = zip(*drawn, strict=True)
+    spatial, pointwise = torch.cat(spatial_rows), torch.cat(pointwise_columns, dim=1)
     return (pointwise @ spatial.flatten(1)).view(shape), spatial
 
 
