@@ -30,7 +30,8 @@ class ImageClassifier(LightningModule):
     the learning rate annealed to 0 by a cosine stepped every batch over the whole run. The
     optimizer gets the parameters that require grad (``parameter_groups``), frozen ones are left
     out. Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` and, with more than 5
-    classes, ``val/acc_top5`` (and the same ``test/*``).
+    classes, ``val/acc_top5`` (and the same ``test/*``). Under DDP every value is that of all the
+    processes' images together: each training step's of the global batch, each evaluation's of the split.
     With ``freeze_spatial`` the module brings a ``FreezeSpatialConvs`` callback to the
     trainer, so the spatial filters stay frozen at their random initialisation. A loss that is
     not finite stops training with TrainingDivergedError naming the step (on a GPU one step
@@ -104,11 +105,11 @@ class ImageClassifier(LightningModule):
             self.network.compile()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.train_metrics = nn.ModuleDict({"acc": _accuracy(num_classes)})
         self.val_metrics = _evaluation_metrics(num_classes)
         self.test_metrics = _evaluation_metrics(num_classes)
         self._loss_check: FiniteLossCheck | None = None  # made by on_fit_start
         self._own_steps: OwnSteps | None = None  # made by configure_optimizers
+        self._evaluation_loss_sums: torch.Tensor | None = None  # made at the start of each evaluation epoch
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1] of shape (N, in_channels, H, W)."""
@@ -133,19 +134,48 @@ class ImageClassifier(LightningModule):
             self._weights_channels_last = channels_last
         return channels_last
 
-    def _step(self, batch, stage: str, metrics: nn.ModuleDict) -> torch.Tensor:
+    def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, targets, loss) of a batch."""
         images, targets = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        return logits, targets, F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+
+    def _evaluation_step(self, batch, stage: str, metrics: nn.ModuleDict) -> torch.Tensor:
+        """Add the batch to ``stage``'s loss (``_log_evaluation_loss``) and metrics, which combine the processes'
+        counts at the epoch's end."""
+        logits, targets, loss = self._step(batch)
+        self._evaluation_loss_sums[0] += loss.detach().float() * targets.numel()
+        self._evaluation_loss_sums[1] += targets.numel()
         for name, metric in metrics.items():
             metric(logits, targets)
-            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True, prog_bar=name == "acc")
+            self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "acc")
         return loss
 
+    def _start_evaluation_loss(self) -> None:
+        self._evaluation_loss_sums = torch.zeros(2, device=self.device)  # the images' losses summed, the images
+
+    def _log_evaluation_loss(self, stage: str) -> None:
+        """Log ``stage``/loss, the mean over every image the processes evaluated: their sums, added up once.
+        (Lightning's ``sync_dist`` averages the processes' image counts as integers, which truncates where
+        the processes' shares differ in size.)"""
+        total, count = self.trainer.strategy.reduce(self._evaluation_loss_sums, reduce_op="sum")
+        self.log(f"{stage}/loss", total / count, prog_bar=True)
+
+    def _log_training_step(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        """Log train/loss and train/acc of the global batch: the processes' sums of losses, right answers and
+        images, added up by the strategy. The epoch values Lightning makes of them, means over the steps
+        weighted by this process's batch sizes (the same on every process: the training shards are equal), are
+        those of all the epoch's images."""
+        size = targets.numel()
+        correct = (logits.argmax(dim=1) == targets).sum().float()
+        sums = torch.stack([loss.detach().float() * size, correct, correct.new_full((), size)])
+        loss_sum, correct, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        self.log("train/loss", loss_sum / count, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", correct / count, on_step=True, on_epoch=True, prog_bar=True)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train", self.train_metrics)
+        logits, targets, loss = self._step(batch)
+        self._log_training_step(logits, targets, loss)
         self._loss_check.check(loss, f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})")
         return loss
 
@@ -166,21 +196,29 @@ class ImageClassifier(LightningModule):
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self._loss_check.flush()  # a training loss still to be read comes first
         self._validation_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self._start_evaluation_loss()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        loss = self._step(batch, "val", self.val_metrics)
+        loss = self._evaluation_step(batch, "val", self.val_metrics)
         self._validation_finite &= torch.isfinite(loss)  # on the device: read once, at the epoch's end
 
     def on_validation_epoch_end(self) -> None:
         """In a fit, a validation loss that is not finite on any process stops training before the epoch's
         checkpoint is written: the epoch's last steps broke the weights after its last finite training loss."""
+        self._log_evaluation_loss("val")
         if self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
             return
         if not self.trainer.strategy.reduce_boolean_decision(bool(self._validation_finite), all=True):
             raise diverged_in_validation(self.global_step, self.current_epoch)
 
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation_loss()
+
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_metrics)
+        self._evaluation_step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation_loss("test")
 
     def configure_callbacks(self):
         return [FreezeSpatialConvs()] if self.hparams.freeze_spatial else []

@@ -15,8 +15,8 @@ class FGSMAccuracy(Callback):
     check); in ``validate`` and ``test`` always. The attack runs on the batches the validation
     loop already loads, with the model in eval mode and under the run's precision (e.g.
     bf16-mixed), inside Lightning's inference mode. Counts are summed over all DDP ranks, so
-    the value is that of the whole validation set (Lightning's distributed sampler repeats a
-    few images when the set does not split evenly across ranks). ``epsilon`` is logged as the
+    the value is that of the whole validation set (each image once: lc-train's DataModules split
+    the evaluation splits over the ranks without repeating images). ``epsilon`` is logged as the
     hyperparameter ``fgsm_epsilon``.
 
     Cost: two forward passes and one forward-backward pass per batch (docs/analysis.md, "The cost

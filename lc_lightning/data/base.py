@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 from lightning import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 from torchvision import transforms
 
@@ -157,9 +158,10 @@ class ImageDataModule(LightningDataModule):
         epoch starts where the checkpointed run stood."""
         if self.loader == "device":
             # overfit_batches: the same first batches every epoch, as Lightning makes of a DataLoader
+            size = len(self.train_set[1])
             if self.trainer is not None and self.trainer.overfit_batches > 0:
-                return self._device_loader(self.train_set, shuffle=False)
-            loader = self._device_loader(self.train_set, shuffle=True, augment=True)
+                return self._device_loader(self.train_set, self._training_shards(size, shuffle=False))
+            loader = self._device_loader(self.train_set, self._training_shards(size, shuffle=True), augment=True)
         else:
             world_size, rank = self._ranks()
             seed = _run_seed()
@@ -182,10 +184,11 @@ class ImageDataModule(LightningDataModule):
             self._resume_at = tuple(state_dict["train_position"])
 
     def val_dataloader(self) -> DataLoader | DeviceLoader:
+        """The validation split in order, split over the DDP ranks without repeating an image (see
+        ``_evaluation_shards``)."""
         if self.loader == "device":
-            # unshuffled and split over the ranks, like the sampler Lightning gives a validation DataLoader
-            return self._device_loader(self.val_set, shuffle=False)
-        return self._loader(self.val_set)
+            return self._device_loader(self.val_set, self._evaluation_shards(len(self.val_set[1])))
+        return self._loader(self.val_set, self._evaluation_shards(len(self.val_set)))
 
     def test_dataloader(self) -> DataLoader | DeviceLoader:
         return self.val_dataloader()
@@ -194,16 +197,32 @@ class ImageDataModule(LightningDataModule):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def _device_loader(
-        self, split: tuple[torch.Tensor, torch.Tensor], shuffle: bool, augment: bool = False
+        self, split: tuple[torch.Tensor, torch.Tensor], sampler: DistributedSampler, augment: bool = False
     ) -> DeviceLoader:
-        """A DeviceLoader over a (uint8 images, labels) split moved to the training device, split
-        over the DDP ranks; with ``augment``, the DataModule's crop and flip."""
+        """A DeviceLoader over a (uint8 images, labels) split moved to the training device, this
+        rank's share of it as ``sampler`` gives it; with ``augment``, the DataModule's crop and flip."""
         images, labels = (tensor.to(self._device()) for tensor in split)
-        world_size, rank = self._ranks()
-        seed = _run_seed()
-        sampler = DistributedSampler(labels, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
         padding, flip = (self.crop_padding, self.horizontal_flip) if augment else (0, False)
-        return DeviceLoader(images, labels, sampler, self.batch_size, seed, padding=padding, flip=flip)
+        return DeviceLoader(images, labels, sampler, self.batch_size, _run_seed(), padding=padding, flip=flip)
+
+    def _training_shards(self, size: int, shuffle: bool) -> DistributedSampler:
+        """This rank's share of a training split of ``size`` images, as Lightning's sampler makes it of a
+        training DataLoader: equal shares, a few images repeated where the split does not divide."""
+        world_size, rank = self._ranks()
+        return DistributedSampler(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=_run_seed())
+
+    def _evaluation_shards(self, size: int) -> UnrepeatedDistributedSampler:
+        """This rank's share of an evaluation split of ``size`` images, in order: over the ranks every
+        image exactly once, the shares differing by one image at most. (Lightning's DistributedSampler,
+        which it would put in, repeats images to even out the shares: they would count twice in the
+        metrics.) Every rank needs one image at least, for DDP's first forward."""
+        world_size, rank = self._ranks()
+        if size < world_size:
+            raise InvalidArgumentError(
+                f"the evaluation split has {size} images, fewer than the {world_size} processes: evaluate on more "
+                "images (--data.val_subset) or fewer processes"
+            )
+        return UnrepeatedDistributedSampler(range(size), num_replicas=world_size, rank=rank, shuffle=False)
 
     def _ranks(self) -> tuple[int, int]:
         """(world size, this process's global rank); (1, 0) without a trainer."""

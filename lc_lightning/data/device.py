@@ -3,10 +3,11 @@
 The split lives on the device as uint8 once; each batch is gathered, randomly cropped and
 flipped there as batched tensor operations and converted to float in [0, 1]. No worker
 processes, no host-to-device copies per batch. It follows the torchvision path
-(``loader: torch``) sample for sample: the same sampler (a fresh seeded permutation per epoch,
-disjoint shards per DDP rank padded to equal size, the last batch partial) and the same
-augmentation semantics (torchvision's RandomCrop with zero padding, RandomHorizontalFlip with
-p = 0.5); only the random draws of the augmentation differ. Like the torchvision path's loader it
+(``loader: torch``) sample for sample: the same sampler (in training a fresh seeded permutation per
+epoch, disjoint shards per DDP rank padded to equal size; in evaluation the split in order, every
+image once over the ranks; the last batch partial) and the same augmentation semantics
+(torchvision's RandomCrop with zero padding, RandomHorizontalFlip with p = 0.5); only the random
+draws of the augmentation differ. Like the torchvision path's loader it
 knows where it stands in its epoch and resumes there (lc_lightning.data.seeded.LoaderPosition).
 """
 
@@ -47,8 +48,9 @@ class DeviceLoader:
     Args:
         images: (N, C, H, W) uint8 tensor on the device the batches are for.
         labels: (N,) int64 tensor on the same device.
-        sampler: torch's DistributedSampler over the N images (world size 1 for one process);
-            Lightning calls its ``set_epoch`` before each epoch, as for a DataLoader.
+        sampler: torch's DistributedSampler over the N images (world size 1 for one process), or
+            a subclass such as Lightning's UnrepeatedDistributedSampler; Lightning calls its
+            ``set_epoch`` before each epoch, as for a DataLoader.
         batch_size: images per batch; the last batch of an epoch may be smaller.
         seed: the run's seed; each batch's augmentation draws come from a generator seeded from
             (seed, epoch, rank, batch).
