@@ -1,6 +1,6 @@
 """One-line messages for what lc-train's parser rejects: unknown options and class names with
 "did you mean", values outside their choices or range or of the wrong type (a list for one value),
-missing and malformed config files (a grid file of lc-sweep among them), a directory as --ckpt_path.
+missing files. (Malformed config files are caught before the parser reads them: lc_lightning.command_line.)
 
 jsonargparse reports these as multi-line texts (nested "Parser key" blocks, Union alternatives);
 ``explain`` condenses such a text into the one line that names the option and what to do, by the
@@ -13,17 +13,13 @@ import inspect
 import re
 from argparse import ArgumentError, ArgumentParser, _SubParsersAction
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import yaml
 from torch import nn
 
 from lc_lightning import data, models
-from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.run_directory import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
-from lc_lightning.sweep.grid import KNOWN_SECTIONS
+from lc_lightning.command_line import config_paths
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 _UNRECOGNIZED = re.compile(r"\Aunrecognized arguments:(?: [^-\s]\S*)* -+([^\s=]+)")  # the first option among them
@@ -393,22 +389,11 @@ def _joined(text: str) -> str:
     return " ".join(text.split())
 
 
-def option_value(args: Sequence[str], option: str) -> str | None:
-    """The value the last ``option VALUE`` or ``option=VALUE`` of ``args`` gives, None without one."""
-    value = None
-    for index, arg in enumerate(args):
-        if arg.startswith(f"{option}="):
-            value = arg.partition("=")[2]
-        elif arg == option and index + 1 < len(args):
-            value = args[index + 1]
-    return value
-
-
 def concerns_the_user_s_input(message: str, args: Sequence[str]) -> bool:
     """Whether the one-line parse error ``message`` may be about what ``args`` set: they hold a
     ``--config``, or an option that is, contains or lies within one the message names (every key of
     a "required" message). False means the value came from a config lc-train put in front of them."""
-    if _config_paths(args):
+    if config_paths(args):
         return True
     given = [_plain_key(arg.partition("=")[0][2:]) for arg in args if arg.startswith("--")]
     named = [_plain_key(key) for key in re.findall(r"--([\w.]+)", message)]
@@ -421,93 +406,3 @@ def concerns_the_user_s_input(message: str, args: Sequence[str]) -> bool:
 
 def _plain_key(key: str) -> str:
     return key.replace(".init_args.", ".")
-
-
-def checkpoint_directory_advice(path: Path) -> str:
-    """What to give ``--ckpt_path`` instead of the directory ``path``: the run's checkpoints/last.ckpt
-    where it has one, else the checkpoints it holds, else that it holds none."""
-    run = (path / CONFIG_FILE).is_file()
-    what = "a run directory" if run else "a directory"
-    for last in (path / CHECKPOINT_DIR / LAST_CHECKPOINT, path / LAST_CHECKPOINT):
-        if last.is_file():
-            return f"--ckpt_path {path} is {what}, not a checkpoint file: give {last}"
-    held = sorted(path.glob("*.ckpt")) + sorted(path.glob(f"{CHECKPOINT_DIR}/*.ckpt"))
-    if held:
-        more = f" ({len(held) - 3} more)" if len(held) > 3 else ""
-        listing = ", ".join(str(checkpoint) for checkpoint in held[:3])
-        return f"--ckpt_path {path} is {what}, not a checkpoint file: give one of its checkpoints, {listing}{more}"
-    runs = sorted(last.parent.parent for last in path.glob(f"*/{CHECKPOINT_DIR}/{LAST_CHECKPOINT}"))
-    if runs:
-        example = runs[-1] / CHECKPOINT_DIR / LAST_CHECKPOINT
-        return (
-            f"--ckpt_path {path} is a folder of {len(runs)} run(s), not a checkpoint file: give one run's "
-            f"checkpoints/last.ckpt, e.g. {example}"
-        )
-    if run:
-        return f"--ckpt_path {path} is a run directory that holds no checkpoint (*.ckpt): the run saved none"
-    return f"--ckpt_path {path} is a directory that holds no checkpoint (*.ckpt): give a checkpoint file"
-
-
-def check_config_files(args: Sequence[str]) -> None:
-    """Raise InvalidArgumentError naming the file, line and column where a ``--config`` file of
-    ``args``, or a config file one of them names as a value, is not valid YAML, and naming a
-    ``--config`` file that is empty, no mapping of options, or an lc-sweep grid file. Missing files
-    are left to the parser."""
-    for path in _config_paths(args):
-        document = _check_yaml(path, set())
-        if path.is_file():
-            _check_config_mapping(path, document)
-
-
-def _check_config_mapping(path: Path, document) -> None:
-    if isinstance(document, dict) and "grid" in document and set(document) <= KNOWN_SECTIONS:
-        raise InvalidArgumentError(
-            f"{path} is an lc-sweep grid file ({', '.join(sorted(document))}), not an lc-train config: "
-            f"run its grid with lc-sweep {path}"
-        )
-    if document is None:
-        raise InvalidArgumentError(f"{path} is empty: an lc-train config is a mapping of options (model:, data:...)")
-    if not isinstance(document, dict):
-        kind = "a list" if isinstance(document, list) else f"the single value {document!r}"
-        raise InvalidArgumentError(
-            f"{path} holds {kind}, not a mapping of options (model:, data:...) as an lc-train config does"
-        )
-
-
-def _check_yaml(path: Path, seen: set[Path]):
-    """The YAML document in ``path`` (None where it is not a file or was seen), after the files it names."""
-    if path in seen or not path.is_file():
-        return None
-    seen.add(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise InvalidArgumentError(f"{where}: invalid YAML: {error.problem or error.context}") from None
-    except yaml.YAMLError as error:
-        raise InvalidArgumentError(f"{path}: invalid YAML: {_joined(str(error))}") from None
-    for value in _strings(document):
-        if value.endswith((".yaml", ".yml")):
-            _check_yaml(path.parent / value, seen)
-    return document
-
-
-def _config_paths(args: Sequence[str]) -> list[Path]:
-    paths = []
-    for index, arg in enumerate(args):
-        if arg in ("--config", "-c") and index + 1 < len(args):
-            paths.append(Path(args[index + 1]))
-        elif arg.startswith("--config="):
-            paths.append(Path(arg.partition("=")[2]))
-    return paths
-
-
-def _strings(document) -> list[str]:
-    if isinstance(document, str):
-        return [document]
-    if isinstance(document, dict):
-        return [text for value in document.values() for text in _strings(value)]
-    if isinstance(document, list):
-        return [text for value in document for text in _strings(value)]
-    return []

@@ -5,6 +5,25 @@ class UserInputError(Exception):
     """Input the user can fix: the message says what is wrong and what to do."""
 
 
+def user_input_cause(error: BaseException | None) -> UserInputError | None:
+    """The UserInputError that ``error`` is or was raised from, if any (jsonargparse and DataLoader workers
+    wrap the errors they meet)."""
+    while error is not None:
+        if isinstance(error, UserInputError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def one_line(error: UserInputError) -> str:
+    """The error's message. An error raised in a DataLoader worker process comes back with the
+    worker's traceback in its message; its last line, "<class>: <message>", is what counts."""
+    text = str(error)
+    if "Original Traceback" in text:
+        return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 class DatasetNotFoundError(UserInputError, FileNotFoundError):
     """A dataset is not where the configuration says; the message names the path and the fix."""
 

@@ -48,6 +48,7 @@ EVALUATION_STAGES = ("validate", "test")
 ATTEMPT_PREFIX = "attempt_"
 RESERVE_FILE = ".status.json.reserve"
 RESERVE_BYTES = 64 * 1024  # room for status.json once the disk is full
+HANDED_ON_DIRECTORY = "LC_LIGHTNING_RUN_DIRECTORY"  # see RunDirectory.for_fit
 NEW_RUN_ADVICE = "start a new run with --trainer.logger.init_args.version=null --trainer.default_root_dir=null"
 
 State = Literal["running", "finished", "failed", "interrupted", "died"]
@@ -106,6 +107,49 @@ class RunDirectory:
             run, created = _claim_numbered(Path(root), "version_")
             return cls(run), created
         return cls.of_slurm_job(root).make()
+
+    @classmethod
+    def for_fit(
+        cls, root: Path, version: str | int | None, rank: int, under_slurm: bool
+    ) -> tuple["RunDirectory", Path | None]:
+        """The directory of a fit logged under ``root`` (TensorBoard's ``save_dir/name``) as ``version`` (None
+        for a new run) by the process of global ``rank``, and the topmost folder this process created for it
+        (None where it created none).
+
+        The global-zero process makes it: a version given where it is missing, a new run by
+        ``claim_new_run``, whose directory it hands to the processes Lightning's DDP launcher starts after
+        it (through the environment). The other processes take the same directory: the version given,
+        ``of_slurm_job`` under srun, else the one the global-zero process handed on.
+        """
+        if version is not None:
+            run = cls.of_version(root, version)
+            return run.make() if rank == 0 else (run, None)
+        if rank == 0:
+            run, created = cls.claim_new_run(root, under_slurm)
+            os.environ[HANDED_ON_DIRECTORY] = str(run.path)
+            return run, created
+        if under_slurm:
+            return cls.of_slurm_job(root), None
+        return cls(_directory_handed_on(rank)), None
+
+    @classmethod
+    def for_evaluation(
+        cls, checkpoint: Path | None, root: Path, stage: str, rank: int, under_slurm: bool
+    ) -> tuple["RunDirectory", Path | None]:
+        """The directory of a ``stage`` ("validate" or "test") of ``checkpoint`` by the process of global
+        ``rank``, and the topmost folder this process created for it (None where it created none): a new
+        ``<stage>_<n>`` in the run the checkpoint is of, or under ``root`` (TensorBoard's ``save_dir/name``)
+        for a checkpoint outside any run (or none), made by the global-zero process and handed on as
+        ``for_fit`` does. The other tasks of an srun write nothing: they get a name of their own."""
+        run = cls.containing(checkpoint) if checkpoint is not None else None
+        evaluated = run or cls(Path(root))
+        if rank == 0:
+            evaluation, created = evaluated.claim_evaluation(stage)
+            os.environ[HANDED_ON_DIRECTORY] = str(evaluation.path)
+            return evaluation, created
+        if under_slurm:
+            return cls(evaluated.path / f"{stage}_rank{rank}"), None
+        return cls(_directory_handed_on(rank)), None
 
     def make(self) -> tuple["RunDirectory", Path | None]:
         """This directory, made where it is missing, and the topmost folder this made (None where another
@@ -327,23 +371,31 @@ class RunDirectory:
         status = self.status()
         return (status is not None and status.state == "finished") or bool(self.checkpoints())
 
-    def checkpoint_to_resume(self, requested: str | None, restarted_by_slurm: bool) -> str | None:
-        """What a fit of this run starts from, so that no run is overwritten, none silently starts over
-        and a requeued one continues where it stopped.
+    def resume_point(self, requested: str | None, world_size: int, restarted_by_slurm: bool) -> str | None:
+        """The checkpoint a fit of this run with ``world_size`` processes starts from (None: the beginning),
+        so that no run is overwritten, none silently starts over or sees other batches, and a requeued one
+        continues where it stopped.
 
-        ``requested`` is ``--ckpt_path``: "last" resumes from ``resumable_checkpoint`` (a run without
-        checkpoints starts from the beginning: see ``set_aside_earlier_start``); where the run holds
-        other checkpoints but none that "last" resumes from, InvalidArgumentError names the newest. A
-        path is used as it is. Without one, a run that has no checkpoint starts anew, a job SLURM
-        restarted (requeued or preempted) resumes from its newest checkpoint, and any other fit into a
-        directory with checkpoints raises InvalidArgumentError saying how to resume it or start anew.
+        A run that trained with another number of processes raises InvalidArgumentError. ``requested`` is
+        ``--ckpt_path``: "last" resumes from ``resumable_checkpoint`` (a run without checkpoints starts from
+        the beginning: see ``set_aside_earlier_start``); where the run holds other checkpoints but none that
+        "last" resumes from, InvalidArgumentError names the newest. A path is used as it is. Without one, a
+        run that has no checkpoint starts anew, a job SLURM restarted (requeued or preempted) resumes from
+        its newest checkpoint, and any other fit into a directory with checkpoints raises
+        InvalidArgumentError saying how to resume it or start anew.
         """
+        status = self.status()
+        if status is not None and status.world_size not in (None, world_size):
+            raise InvalidArgumentError(
+                f"{self.path} trained with {status.world_size} processes, this fit has {world_size}: resume it "
+                "with the same --trainer.devices and --trainer.num_nodes (under SLURM: --nodes and "
+                "--ntasks-per-node), so that it sees the same batches"
+            )
         checkpoints = self.checkpoints()
         if requested == "last":
             resumable = self.resumable_checkpoint()
             if resumable is not None:
                 return str(resumable)
-            status = self.status()
             if not checkpoints and status is not None and status.state == "finished":
                 raise InvalidArgumentError(
                     f"--ckpt_path last: {shown(self.path)} finished without a checkpoint to resume; {NEW_RUN_ADVICE}"
@@ -382,6 +434,29 @@ class RunDirectory:
                 entry.rename(attempt.path / entry.name)
         shutil.copy2(self.config_file, attempt.config_file)
         return attempt.path
+
+
+def _directory_handed_on(rank: int) -> Path:
+    """The directory the global-zero process fixed, for the process of ``rank`` Lightning's DDP launcher
+    started after it."""
+    if HANDED_ON_DIRECTORY not in os.environ:
+        raise InvalidArgumentError(
+            f"started as rank {rank} by a launcher other than lc-train's own (--trainer.devices) or srun, "
+            "lc-train cannot tell its run's directory: name it with --trainer.logger.init_args.version"
+        )
+    return Path(os.environ[HANDED_ON_DIRECTORY])
+
+
+def config_leaves(config: dict, prefix: str = "") -> dict[str, object]:
+    """The values of a nested ``config`` by dotted key (``model.network.init_args.expansion``...), each key
+    after ``prefix``."""
+    leaves = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            leaves.update(config_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
 
 
 def shown(path: Path | str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.run_directory import RunDirectory, write_atomically
+from lc_lightning.run_directory import RunDirectory, config_leaves, write_atomically
 from lc_lightning.run_lock import holder
 from lc_lightning.sweep.grid import Run, Sweep
 
@@ -44,7 +44,9 @@ def open_sweep_directory(path: Path, sweep: Sweep, write: bool = True) -> SweepD
     now, but for runs another process holds. A directory that holds a different sweep (other configs,
     axes or axis order) raises InvalidArgumentError. ``write`` false checks and writes nothing.
     """
-    from lc_lightning.cli import FitConfigParser  # here, so that lc-report reads sweeps without importing Lightning
+    from lc_lightning.sweep.fit_config import (
+        FitConfigParser,  # here, so that lc-report reads sweeps without importing Lightning
+    )
 
     path = path.resolve()
     runs = sweep.runs()
@@ -124,17 +126,10 @@ def _definition(record: dict) -> tuple:
     return json.dumps(record["configs"]), json.dumps(record["grid"])
 
 
-def _differing_keys(saved: dict, new: dict, prefix: str = "") -> list[str]:
+def _differing_keys(saved: dict, new: dict) -> list[str]:
     """The dotted keys whose values differ between two configs (but a seed chosen at random,
     ``seed_everything: true``)."""
-    keys = []
-    for key in dict.fromkeys([*saved, *new]):
-        dotted = f"{prefix}{key}"
-        old, value = saved.get(key), new.get(key)
-        if dotted == "seed_everything" and value is True:
-            continue
-        if isinstance(old, dict) and isinstance(value, dict):
-            keys += _differing_keys(old, value, f"{dotted}.")
-        elif old != value:
-            keys.append(dotted)
-    return keys
+    saved, new = config_leaves(saved), config_leaves(new)
+    random_seed = new.get("seed_everything") is True
+    keys = [key for key in dict.fromkeys([*saved, *new]) if not (key == "seed_everything" and random_seed)]
+    return [key for key in keys if saved.get(key) != new.get(key)]
