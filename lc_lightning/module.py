@@ -60,14 +60,13 @@ class ImageClassifier(LightningModule):
             batches), so one config fits any number of GPUs and nodes. ``None``: used as they are.
         label_smoothing: of the cross-entropy loss, in [0, 1).
         channels_last: keep the network's weights and its inputs in the channels-last memory
-            format (NHWC), which ``benchmarks/train_throughput.py`` measured faster on CPU and
-            which GPU convolutions in bf16 run fastest in. The same results up to
-            floating-point rounding (other kernels). On the CPU it is left off for a network
-            with a convolution that torch breaks there in it (``_breaks_channels_last_on_cpu``):
-            decided for the device the network runs on, at ``setup`` and in every forward.
+            format (NHWC). The same results up to floating-point rounding (other kernels). On the
+            CPU it is left off for a network with a convolution that torch breaks there in it
+            (``_breaks_channels_last_on_cpu``): decided for the device the network runs on, at
+            ``setup`` and in every forward. What it gains: docs/speed.md, "Training throughput".
         compile: compile the network with ``torch.compile`` (in place, so checkpoints keep
             their parameter names); the first steps take longer while it compiles. Off by
-            default (see ``benchmarks/train_throughput.py`` for what it gains).
+            default; what it gains: docs/speed.md, "Training throughput".
     """
 
     def __init__(
