@@ -7,10 +7,10 @@ import signal
 
 import pytest
 import torch
+from helpers.cli import SMALL, tiny_cifar_args
+from helpers.runs import assert_same_training
+from helpers.slurm import fake_scontrol
 from lightning import Callback
-from test_faults import tiny_cifar_args
-from test_machine_faults import SMALL
-from test_resume import assert_same_training, fake_scontrol
 
 from lc_lightning.cli import build_cli
 from lc_lightning.run_directory import RunDirectory

@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
+from helpers.cli import CONFIGS, config_args
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.analysis import combined_filters, normalized_entropy

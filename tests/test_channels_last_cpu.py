@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import CUDA_TEST_DEVICE
+from helpers.devices import CUDA_TEST_DEVICE
 
 from lc_lightning.models import CifarResNet
 from lc_lightning.module import ImageClassifier

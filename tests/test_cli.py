@@ -1,26 +1,16 @@
-from pathlib import Path
-
 import pytest
-from conftest import CONFIGS, config_args, run_lc_train
+from helpers.cli import CONFIGS, cifar10_e32_args, config_args, run_lc_train, usage_error
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lc_lightning.callbacks import FreezeSpatialConvs
-from lc_lightning.cli import build_cli, main
+from lc_lightning.cli import build_cli
 from lc_lightning.nn import lc_blocks, lc_weights
-
-
-def tiny_cifar_args(root: Path, *extra: str) -> list[str]:
-    return [
-        "--config", str(CONFIGS / "cifar10_e32.yaml"), "--trainer.accelerator=cpu",
-        f"--data.data_dir={root}", "--data.download=false", "--data.num_workers=0", "--data.batch_size=8",
-        "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1", *extra,
-    ]  # fmt: skip
 
 
 def test_cifar10_e32_trains_with_fast_dev_run_on_tiny_cifar10(tiny_cifar10, tmp_path, monkeypatch):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(["fit", *tiny_cifar_args(root, "--trainer.fast_dev_run=true")])
+    cli = build_cli(["fit", *cifar10_e32_args(root, "--trainer.fast_dev_run=true")])
     assert cli.trainer.global_step == 1
     blocks = [conv for _, conv in lc_blocks(cli.model)]
     assert len(blocks) == 19 and {b.parametrizations.weight[0].expansion for b in blocks} == {32}
@@ -37,7 +27,7 @@ def test_a_short_run_logs_checkpoints_and_validates_from_the_checkpoint(tiny_cif
         "--model.network.init_args.expansion=2",
         "--trainer.precision=32-true",
     ]
-    build_cli(["fit", *tiny_cifar_args(root, *small, "--trainer.max_epochs=2")])
+    build_cli(["fit", *cifar10_e32_args(root, *small, "--trainer.max_epochs=2")])
     run_dir = tmp_path / "logs" / "cifar10_e32" / "version_0"
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -49,16 +39,8 @@ def test_a_short_run_logs_checkpoints_and_validates_from_the_checkpoint(tiny_cif
     assert lrs[0] == pytest.approx(0.01) and lrs == sorted(lrs, reverse=True)  # cosine decay per step
     logged_acc = events.Scalars("val/acc")[-1].value
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
-    cli = build_cli(["validate", *tiny_cifar_args(root, *small, f"--ckpt_path={ckpt}")])
+    cli = build_cli(["validate", *cifar10_e32_args(root, *small, f"--ckpt_path={ckpt}")])
     assert cli.trainer.callback_metrics["val/acc"].item() == pytest.approx(logged_acc)
-
-
-def lc_train_stderr(capsys, *args: str) -> str:
-    """Run lc-train in-process, expecting it to exit with status 2 (a usage error); its stderr."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -71,7 +53,7 @@ def lc_train_stderr(capsys, *args: str) -> str:
 )
 def test_bad_arguments_exit_nonzero_with_a_clear_message(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    err = lc_train_stderr(
+    err = usage_error(
         capsys, "fit", "--config", str(CONFIGS / "cifar10_e32.yaml"), *args, "--trainer.fast_dev_run=true"
     )
     assert message in err
@@ -81,7 +63,7 @@ def test_bad_arguments_exit_nonzero_with_a_clear_message(args, message, tmp_path
 def test_an_unknown_key_in_a_config_file_is_reported(tmp_path, capsys):
     config = tmp_path / "typo.yaml"
     config.write_text("model:\n  weight_decau: 0.1\n")
-    err = lc_train_stderr(
+    err = usage_error(
         capsys, "fit", "--config", str(CONFIGS / "cifar10_e32.yaml"), "--config", str(config), "--print_config"
     )
     assert "weight_decau" in err
@@ -103,7 +85,7 @@ def test_a_corrupt_training_jpeg_is_named_without_a_traceback(tiny_imagenet, tmp
     corrupt = root / "train" / wnids[1] / f"{wnids[1]}_train_2.JPEG"
     corrupt.write_bytes(b"not a JPEG")
     monkeypatch.chdir(tmp_path)
-    err = lc_train_stderr(
+    err = usage_error(
         capsys, "fit", *config_args(CONFIGS / "table2" / "baseline_learnable.yaml"), f"--data.data_dir={root}",
         "--data.num_classes=3", "--data.batch_size=16", "--data.num_workers=1",  # one batch of all 9 images
         "--trainer.accelerator=cpu", "--trainer.fast_dev_run=true",

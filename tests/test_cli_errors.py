@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 import torch
-from conftest import CONFIGS, printed_config
+from helpers.cli import CONFIGS, printed_config, usage_error
 
 from lc_lightning.cli import FitConfigParser, build_cli, main
 from lc_lightning.data import CIFAR10DataModule, FashionMNISTDataModule, SVHNDataModule
@@ -21,13 +21,9 @@ FASHION_MNIST_CELL = [
 
 
 def error_of(capsys, *args: str) -> str:
-    """What ``lc-train fit <Table 1's Fashion-MNIST cell> ARGS --print_config`` writes to stderr,
-    checked to end the process with status 2 in one line and no usage or traceback."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *FASHION_MNIST_CELL, *args, "--print_config"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage:" not in err and "Traceback" not in err
+    """The one line ``lc-train fit <Table 1's Fashion-MNIST cell> ARGS --print_config`` writes to stderr,
+    checked to end the process with status 2 and no usage or traceback."""
+    err = usage_error(capsys, "fit", *FASHION_MNIST_CELL, *args, "--print_config")
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]

@@ -1,24 +1,25 @@
 """Runs started at the same instant never share a directory, and one run has one live process."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from test_faults import tiny_cifar_args
+from helpers.cli import tiny_cifar_args
 
 from lc_lightning.run_directory import RunDirectory
 
-CONCURRENT_FITS = Path(__file__).resolve().parent / "concurrent_fits.py"
+TESTS = Path(__file__).resolve().parent
 
 
 def start_together(out: Path, rounds: int, count: int, md5: dict, args: list[str]) -> list[list[tuple[int, str, str]]]:
     """Run ``lc-train ARGS`` ``rounds`` times in ``count`` processes started together ({i}: the process's
     number), round r in the working directory ``out/<r>``; each round's processes' (exit status, stdout,
     stderr)."""
-    command = [sys.executable, str(CONCURRENT_FITS), str(out), str(rounds), str(count), json.dumps(md5), "--", *args]
-    subprocess.run(command, check=True, timeout=600)
+    command = [sys.executable, "-m", "helpers.concurrent_fits", str(out), str(rounds), str(count), json.dumps(md5)]
+    subprocess.run([*command, "--", *args], check=True, timeout=600, env={**os.environ, "PYTHONPATH": str(TESTS)})
 
     def result(folder: Path, i: int) -> tuple[int, str, str]:
         return tuple(

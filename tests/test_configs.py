@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from conftest import CONFIGS, config_args, printed_config
+from helpers.cli import CONFIGS, config_args, printed_config
 
 from lc_lightning.cli import build_cli
 from lc_lightning.nn import lc_blocks, lc_form, spatial_convs, spatial_weights

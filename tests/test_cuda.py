@@ -12,15 +12,14 @@ import contextlib
 
 import pytest
 import torch
-from conftest import CUDA_TEST_DEVICE
-from test_device_loader import cifar_modules, cpu_trainer, epoch, window_offsets
-from test_fast_paths import classifier, train_step
-from test_faults import lc_train_error, tiny_cifar_args
-from test_lc_block import replace_relus
+from helpers.cli import tiny_cifar_args, usage_error
+from helpers.devices import CUDA_TEST_DEVICE
+from helpers.loaders import cifar_modules, cpu_trainer, epoch_batches, window_offsets
+from helpers.networks import classifier, outputs_and_grads, relative_error, replace_relus, train_step
 
 from lc_lightning.cli import build_cli
 from lc_lightning.models import CifarResNet
-from lc_lightning.nn import lc_blocks, lc_weights, set_lc_form
+from lc_lightning.nn import lc_blocks, lc_weights
 
 pytestmark = pytest.mark.cuda
 
@@ -44,35 +43,18 @@ def precision(device: torch.device, name: str):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
-def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    value, reference = value.detach().double().cpu(), reference.detach().double().cpu()
-    return ((value - reference).norm() / reference.norm()).item()
-
-
-def outputs_and_grads(network: torch.nn.Module, images: torch.Tensor, form: str):
-    """The network's output in ``form`` and the gradients of every S and P, for a loss that weighs
-    each output element by a fixed random number (the same in every dtype and on every device)."""
-    blocks = [conv for _, conv in lc_blocks(set_lc_form(network, form))]
-    weights = [weight for block in blocks for weight in lc_weights(block)]
-    network.zero_grad()
-    out = network(images)
-    projection = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    (out * projection.to(out.device, out.dtype)).sum().backward()
-    return out.detach(), [weight.grad for weight in weights]
-
-
 @pytest.mark.parametrize("name", PRECISIONS)
 def test_folded_and_explicit_lc_blocks_compute_the_float64_outputs_and_gradients(device, name):
     torch.manual_seed(0)
     network = CifarResNet(10, 3, depth=20, width=16, expansion=8).eval()  # eval: fixed BN statistics
     replace_relus(network)  # no ReLU kink flips between the paths (see test_lc_block)
     images = torch.randn(4, 3, 32, 32)
-    reference_out, reference_grads = outputs_and_grads(network.double(), images.double(), "folded")
+    reference_out, *reference_grads = outputs_and_grads(network.double(), images.double(), form="folded")
     network, images = network.float().to(device), images.to(device)
     tolerance = PRECISIONS[name]
     for form in ("folded", "explicit"):
         with precision(device, name):
-            out, grads = outputs_and_grads(network, images, form)
+            out, *grads = outputs_and_grads(network, images, form=form)
         assert out.device.type == device.type
         assert relative_error(out, reference_out) < tolerance, form
         for grad, reference in zip(grads, reference_grads, strict=True):
@@ -113,7 +95,8 @@ def test_the_device_loader_on_the_device_gives_the_cpu_paths_batches(device, tin
     originals = torch.cat([torch.from_numpy(pixels).view(-1, 3, 32, 32) for pixels, _ in written["train"]])
     for number in (0, 1):
         cpu_loader = on_cpu.train_dataloader()
-        cpu_batches, device_batches = epoch(cpu_loader, number), epoch(on_device.train_dataloader(), number)
+        cpu_batches = epoch_batches(cpu_loader, number)
+        device_batches = epoch_batches(on_device.train_dataloader(), number)
         assert [len(y) for _, y in device_batches] == [len(y) for _, y in cpu_batches] == [16, 16, 8]
         for (x, y), (_, y_cpu) in zip(device_batches, cpu_batches, strict=True):
             assert x.device.type == y.device.type == device.type and x.dtype == torch.float32
@@ -147,9 +130,9 @@ def test_a_nan_loss_read_one_step_late_stops_before_the_next_checkpoint(
 ):
     monkeypatch.chdir(tmp_path)
     args = tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=3", f"--trainer.accelerator={accelerator(device)}")
-    args += ["--model.network=faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=4"]
+    args += ["--model.network=helpers.faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=4"]
     args.remove("--model.network.init_args.depth=8")
-    err = lc_train_error(capsys, "fit", *args)
+    err = usage_error(capsys, "fit", *args)
     assert "the training loss is not finite (nan on this rank) at step 4 (epoch 0, batch 4)" in err
     assert not list((tmp_path / "logs").rglob("*.ckpt"))  # the end of epoch 0 saved nothing after the NaN
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 
 from lc_lightning.data import (
     CIFAR10DataModule,

@@ -1,37 +1,16 @@
 """The device loader: the torchvision path's samples and augmentation semantics, batched on the device."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
-from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
-from test_faults import lc_train_error, tiny_cifar_args
-from torch.nn import functional as F
+from helpers.cli import tiny_cifar_args, usage_error
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from helpers.loaders import cifar_modules, cpu_trainer, epoch_batches, window_offsets
 
 from lc_lightning.cli import build_cli
 from lc_lightning.data import CIFAR10DataModule, FashionMNISTDataModule, ImageNetDataModule
 from lc_lightning.data.device import random_crop_flip
 from lc_lightning.errors import InvalidArgumentError
-
-
-def window_offsets(augmented: torch.Tensor, originals: torch.Tensor, padding: int) -> list[tuple[bool, int, int]]:
-    """For each augmented (C, H, W) image, the (flipped, top, left) of the window of its zero-padded
-    original it equals; fails if it equals none."""
-    height, width = originals.shape[-2:]
-    padded = F.pad(originals, (padding,) * 4)
-    found = []
-    for image, source in zip(augmented, padded, strict=True):
-        matches = [
-            (flipped, top, left)
-            for flipped in (False, True)
-            for top in range(2 * padding + 1)
-            for left in range(2 * padding + 1)
-            if torch.equal(image, (source.flip(-1) if flipped else source)[:, top : top + height, left : left + width])
-        ]
-        assert matches, "not a window of the zero-padded (flipped) original"
-        found.append(matches[0])
-    return found
 
 
 def test_random_crop_flip_draws_every_padded_window_and_flips_half():
@@ -48,22 +27,6 @@ def test_random_crop_flip_draws_every_padded_window_and_flips_half():
     assert torch.equal(random_crop_flip(images, 0, False, torch.Generator()), images)
 
 
-def cifar_modules(root, **kwargs) -> tuple[CIFAR10DataModule, CIFAR10DataModule]:
-    """The torchvision and the device path over the same files, set up for fit."""
-    modules = (
-        CIFAR10DataModule(data_dir=str(root), batch_size=16, num_workers=0, **kwargs),
-        CIFAR10DataModule(data_dir=str(root), batch_size=16, loader="device", **kwargs),
-    )
-    for data in modules:
-        data.setup("fit")
-    return modules
-
-
-def epoch(loader, number: int) -> list:
-    loader.sampler.set_epoch(number)  # as Lightning does before each epoch
-    return list(loader)
-
-
 def test_the_device_loader_gives_the_torchvision_paths_samples_augmented_alike(tiny_cifar10):
     root, written = tiny_cifar10
     torch_path, device_path = cifar_modules(root)
@@ -72,7 +35,7 @@ def test_the_device_loader_gives_the_torchvision_paths_samples_augmented_alike(t
     torch_loader, device_loader = torch_path.train_dataloader(), device_path.train_dataloader()
     assert len(device_loader) == len(torch_loader) == 3
     for number in (0, 1):
-        torch_batches, device_batches = epoch(torch_loader, number), epoch(device_loader, number)
+        torch_batches, device_batches = epoch_batches(torch_loader, number), epoch_batches(device_loader, number)
         order = [index for _, index in torch_loader.sampler]  # the same permutation on both paths
         assert list(device_loader.sampler) == order
         assert [len(y) for _, y in device_batches] == [len(y) for _, y in torch_batches] == [16, 16, 8]
@@ -93,20 +56,12 @@ def test_the_device_loader_repeats_itself_for_a_seed_and_epoch_only(tiny_cifar10
     root, _ = tiny_cifar10
     _, data = cifar_modules(root)
     monkeypatch.setenv("PL_GLOBAL_SEED", "3")
-    first, again = epoch(data.train_dataloader(), 0), epoch(data.train_dataloader(), 0)
-    other_epoch = epoch(data.train_dataloader(), 1)
+    first, again = epoch_batches(data.train_dataloader(), 0), epoch_batches(data.train_dataloader(), 0)
+    other_epoch = epoch_batches(data.train_dataloader(), 1)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0][0], other_epoch[0][0])
     monkeypatch.setenv("PL_GLOBAL_SEED", "4")
-    assert not torch.equal(epoch(data.train_dataloader(), 0)[0][0], first[0][0])
-
-
-def cpu_trainer(world_size: int = 1, global_rank: int = 0, overfit_batches: float = 0) -> SimpleNamespace:
-    """What the DataModule reads of its trainer."""
-    strategy = SimpleNamespace(root_device=torch.device("cpu"))
-    return SimpleNamespace(
-        world_size=world_size, global_rank=global_rank, overfit_batches=overfit_batches, strategy=strategy
-    )
+    assert not torch.equal(epoch_batches(data.train_dataloader(), 0)[0][0], first[0][0])
 
 
 def test_overfit_batches_gets_the_same_plain_batches_every_epoch(tiny_cifar10):
@@ -114,7 +69,7 @@ def test_overfit_batches_gets_the_same_plain_batches_every_epoch(tiny_cifar10):
     _, data = cifar_modules(root)
     data.trainer = cpu_trainer(overfit_batches=2)
     loader = data.train_dataloader()
-    first, second = epoch(loader, 0), epoch(loader, 1)
+    first, second = epoch_batches(loader, 0), epoch_batches(loader, 1)
     for (x, y), (x_again, y_again) in zip(first, second, strict=True):
         assert torch.equal(x, x_again) and torch.equal(y, y_again)
     # in file order and without augmentation: the training images as they are
@@ -149,7 +104,8 @@ def test_fashion_mnist_on_the_device_equals_the_torchvision_path_resize_included
     for data in paths:
         data.setup("fit")
     torch_loader, device_loader = (data.train_dataloader() for data in paths)
-    for (x, y), (x_device, y_device) in zip(epoch(torch_loader, 2), epoch(device_loader, 2), strict=True):
+    batches = zip(epoch_batches(torch_loader, 2), epoch_batches(device_loader, 2), strict=True)
+    for (x, y), (x_device, y_device) in batches:
         assert x_device.shape[1:] == (1, 32, 32)
         assert torch.equal(x_device, x) and torch.equal(y_device, y)  # no augmentation: identical
 
@@ -163,5 +119,5 @@ def test_lc_train_trains_with_the_device_loader_and_refuses_it_for_imagenet(
     assert cli.trainer.global_step == 5 and torch.isfinite(cli.trainer.callback_metrics["val/loss"])
     with pytest.raises(InvalidArgumentError, match="ImageNet needs --data.loader=torch"):
         ImageNetDataModule(data_dir=str(tmp_path), loader="device")
-    err = lc_train_error(capsys, "fit", *tiny_cifar_args(root, "--data.loader=gpu"), "--print_config")
+    err = usage_error(capsys, "fit", *tiny_cifar_args(root, "--data.loader=gpu"), "--print_config")
     assert "loader" in err and "device" in err

@@ -1,27 +1,9 @@
 """The fast paths of ImageClassifier: channels-last memory format and torch.compile."""
 
-from functools import partial
-
 import torch
+from helpers.networks import classifier, train_step
 
-from lc_lightning.models import CifarResNet
-from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import lc_blocks, lc_weights
-
-
-def classifier(**options) -> ImageClassifier:
-    torch.manual_seed(0)
-    network = partial(CifarResNet, depth=8, width=4, expansion=2)
-    return ImageClassifier(network, 10, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), **options)
-
-
-def train_step(model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One SGD step; the logits before it."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    logits = model(images)
-    torch.nn.functional.cross_entropy(logits, labels).backward()
-    optimizer.step()
-    return logits
 
 
 def test_channels_last_and_compile_compute_what_the_plain_module_does():

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
+from helpers.cli import CONFIGS, config_args, run_lc_train, tiny_cifar_args, usage_error
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 
 from lc_lightning.checkpoint import AtomicCheckpointIO
-from lc_lightning.cli import build_cli, main
+from lc_lightning.cli import build_cli
 
 
 def write_forever(path, first_step: int) -> None:
@@ -65,24 +66,6 @@ def test_a_process_killed_while_writing_never_leaves_a_torn_checkpoint(tmp_path,
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["last.ckpt"]
 
 
-def tiny_cifar_args(root, *extra: str) -> list[str]:
-    return [
-        "--config", str(CONFIGS / "cifar10_e32.yaml"), "--trainer.accelerator=cpu", "--trainer.precision=32-true",
-        f"--data.data_dir={root}", "--data.download=false", "--data.num_workers=0", "--data.batch_size=8",
-        "--trainer.enable_progress_bar=false", "--model.network.init_args.depth=8", *extra,
-    ]  # fmt: skip
-
-
-def lc_train_error(capsys, *args: str) -> str:
-    """Run lc-train in-process, expecting it to exit with status 2; its stderr."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
-
-
 def test_a_truncated_or_missing_checkpoint_is_named(tiny_cifar10, tmp_path, monkeypatch, capsys):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
@@ -90,9 +73,9 @@ def test_a_truncated_or_missing_checkpoint_is_named(tiny_cifar10, tmp_path, monk
     good = tmp_path / "logs" / "cifar10_e32" / "version_0" / "checkpoints" / "last.ckpt"
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    err = lc_train_error(capsys, "validate", *tiny_cifar_args(root), f"--ckpt_path={truncated}")
+    err = usage_error(capsys, "validate", *tiny_cifar_args(root), f"--ckpt_path={truncated}")
     assert f"cannot read checkpoint {truncated}: it is truncated or corrupt" in err
-    err = lc_train_error(capsys, "fit", *tiny_cifar_args(root), f"--ckpt_path={tmp_path / 'absent.ckpt'}")
+    err = usage_error(capsys, "fit", *tiny_cifar_args(root), f"--ckpt_path={tmp_path / 'absent.ckpt'}")
     assert f"no checkpoint file at {tmp_path / 'absent.ckpt'}" in err
 
 
@@ -110,10 +93,13 @@ def test_a_nan_loss_stops_training_naming_the_step_and_no_checkpoint_after_it_is
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("lc_lightning.module.reads_loss_late", lambda device: read_late)
-    nan_network = ["--model.network=faulty_networks.NaNAfterSteps", f"--model.network.init_args.nan_from={nan_from}"]
+    nan_network = [
+        "--model.network=helpers.faulty_networks.NaNAfterSteps",
+        f"--model.network.init_args.nan_from={nan_from}",
+    ]
     args = [*tiny_cifar_args(root), *nan_network, "--trainer.max_epochs=3"]
     args.remove("--model.network.init_args.depth=8")
-    err = lc_train_error(capsys, "fit", *args)
+    err = usage_error(capsys, "fit", *args)
     assert f"the training loss is not finite (nan on this rank) at {where}" in err
     checkpoints = tmp_path / "logs" / "cifar10_e32" / "version_0" / "checkpoints"
     saved = [torch.load(path, weights_only=False) for path in checkpoints.glob("*.ckpt")]
@@ -128,12 +114,13 @@ def test_a_nan_loss_stops_training_naming_the_step_and_no_checkpoint_after_it_is
 @needs_fashion_mnist
 def test_a_dataset_missing_on_one_ddp_process_stops_every_process_with_its_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # faulty_data
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helpers.faulty_data
     start = time.monotonic()
     run = run_lc_train(
         "fit", *config_args(CONFIGS / "table1" / "fashion_mnist_lc_frozen.yaml"),
-        "--data=faulty_data.MissingOnOneRank", "--data.missing_rank=1", f"--data.data_dir={FASHION_MNIST_DEBIAN}",
-        "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
+        "--data=helpers.faulty_data.MissingOnOneRank", "--data.missing_rank=1",
+        f"--data.data_dir={FASHION_MNIST_DEBIAN}", "--data.num_workers=0", "--trainer.accelerator=cpu",
+        "--trainer.strategy=ddp", "--trainer.devices=2",
     )  # fmt: skip
     assert time.monotonic() - start < 60
     assert run.returncode == 2
@@ -163,7 +150,7 @@ def test_optimizer_arguments_torch_refuses_end_in_one_line_naming_the_option(
 ):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    err = lc_train_error(capsys, "fit", *tiny_cifar_args(root, "--trainer.max_epochs=1", *args))
+    err = usage_error(capsys, "fit", *tiny_cifar_args(root, "--trainer.max_epochs=1", *args))
     assert err == f"lc-train: error: {message}\n"
 
 
@@ -176,7 +163,7 @@ def test_weights_broken_by_the_last_steps_of_an_epoch_stop_the_fit_before_its_ch
     args = tiny_cifar_args(
         tiny_cifar10[0], "--data.train_subset=16", "--trainer.max_epochs=2", "--model.optimizer.lr=1e6"
     )
-    err = lc_train_error(capsys, "fit", *args, "--trainer.callbacks=null")
+    err = usage_error(capsys, "fit", *args, "--trainer.callbacks=null")
     assert err == (
         "lc-train: error: the validation loss is not finite after step 2 (epoch 0): the weights diverged in the "
         "epoch's last steps; training stopped and the checkpoints written so far are kept. A lower "

@@ -4,7 +4,8 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
+from helpers.cli import CONFIGS, config_args, run_lc_train
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 from lightning import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -2,6 +2,7 @@ from functools import partial
 
 import pytest
 import torch
+from helpers.networks import snapshot
 from lightning import Callback, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -37,10 +38,6 @@ def fit(module: ImageClassifier, callbacks: list[Callback]) -> Trainer:
     trainer.fit(module, train_dataloaders=loader())
     assert trainer.global_step == STEPS
     return trainer
-
-
-def snapshot(module: ImageClassifier) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters()}
 
 
 @pytest.mark.parametrize("expansion", [None, 4])

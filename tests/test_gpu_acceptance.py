@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_fashion_mnist
+from helpers.data import needs_fashion_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 

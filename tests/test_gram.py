@@ -10,18 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist, run_lc_train
-from lightning import Trainer
-from rank_weights import assert_same_state
-from test_faults import tiny_cifar_args
-from test_preconditioned import GRAM, RandomImages
-from test_resume import assert_same_training, fake_scontrol
+from helpers.cli import CONFIGS, GRAM, config_args, run_lc_train, tiny_cifar_args
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from helpers.networks import assert_same_trajectory, lc_resnet, trained_30_steps
+from helpers.runs import assert_same_state, assert_same_training
+from helpers.slurm import fake_scontrol
 from torch import nn
 
 from lc_lightning.cli import build_cli
 from lc_lightning.models import CifarResNet
-from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import OwnSteps, combined_weight, lc_blocks, lc_parametrization, lc_weights, make_lc_block
+from lc_lightning.nn import OwnSteps, combined_weight, lc_parametrization, lc_weights, make_lc_block
 from lc_lightning.nn.gram import PRODUCTS, GramState, SGDHyperparameters
 from lc_lightning.run_directory import RunDirectory
 
@@ -113,39 +111,9 @@ def test_a_gram_network_holds_the_baselines_parameters_and_no_buffer_that_grows_
     assert [shape for _, shape in sizes[2]] == [shape for _, shape in sizes[64]] == [s for _, s in sizes[None]]
 
 
-def trained(form: str) -> dict[str, torch.Tensor]:
-    """ResNet-LC-20-16x8 with learned spatial filters in ``form``, built in fp64 from seed 0, after 30 steps of
-    the module's own recipe (SGD, Nesterov 0.9, weight decay 0.01, cosine per step, label smoothing), BN in
-    training mode: its combined weights and every other parameter and buffer."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        torch.manual_seed(0)
-        network = CifarResNet(10, 3, expansion=8, lc_form=form)
-    finally:
-        torch.set_default_dtype(default)
-    module = ImageClassifier(lambda classes, channels: network, 10, 3, (0.5,) * 3, (0.25,) * 3)
-    trainer = Trainer(
-        accelerator="cpu", max_steps=30, precision="64-true", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(module, datamodule=RandomImages())
-    assert trainer.global_step == 30 and trainer.optimizers[0].param_groups[0]["nesterov"]
-    state = {name: value for name, value in network.state_dict().items() if ".parametrizations." not in name}
-    return state | {name: combined_weight(conv).detach() for name, conv in lc_blocks(network)}
-
-
 def test_30_steps_of_the_modules_own_recipe_take_gram_and_folded_along_one_trajectory_in_fp64():
-    folded, gram = trained("folded"), trained("gram")
-    assert folded.keys() == gram.keys() and len([k for k in folded if k.startswith("stage")]) > 19
-    torch.manual_seed(0)
-    start = combined_weight(CifarResNet(10, 3, expansion=8).stem[0]).double()
-    assert (folded["stem.0"] - start).norm() > 1e-3 * start.norm()  # the weights did move
-    for name, value in folded.items():
-        if value.is_floating_point():
-            assert ((gram[name] - value).norm() / value.norm()).item() < 1e-10, name
-        else:
-            assert torch.equal(gram[name], value), name
+    folded = trained_30_steps(lc_resnet("folded"), freeze_spatial=False)
+    assert_same_trajectory(trained_30_steps(lc_resnet("gram"), freeze_spatial=False), folded)
 
 
 def test_a_gram_run_requeued_in_the_middle_of_an_epoch_resumes_bitwise(tiny_cifar10, tmp_path, monkeypatch):
@@ -159,7 +127,7 @@ def test_a_gram_run_requeued_in_the_middle_of_an_epoch_resumes_bitwise(tiny_cifa
     callbacks = [
         f"--trainer.callbacks+={{class_path: lc_lightning.callbacks.RequeueOnSignal, "
         f"init_args: {{checkpoint: {requeue}}}}}",
-        "--trainer.callbacks+={class_path: interruptions.SignalAtStep, init_args: {step: 6}}",
+        "--trainer.callbacks+={class_path: helpers.interruptions.SignalAtStep, init_args: {step: 6}}",
     ]  # fmt: skip
     with pytest.raises(SystemExit):  # Requeued
         build_cli(["fit", *args, *callbacks])
@@ -178,7 +146,7 @@ def test_two_ddp_processes_keep_identical_gram_blocks_and_exchange_the_baselines
     """2 gloo processes, E = 64: every LC-Block's tracked products bitwise equal on both ranks at the end, and the
     gradients all-reduced per step are those of the baseline network's parameters (nothing grows with E)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # rank_weights
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helpers.rank_weights
     weights = tmp_path / "weights"
     run = run_lc_train(
         "fit", *config_args(CONFIGS / "table1" / "fashion_mnist_lc_learnable.yaml"), *GRAM,
@@ -186,8 +154,10 @@ def test_two_ddp_processes_keep_identical_gram_blocks_and_exchange_the_baselines
         f"--data.data_dir={FASHION_MNIST_DEBIAN}", "--data.train_subset=64", "--data.val_subset=16",
         "--data.batch_size=8", "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
         "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.enable_progress_bar=false",
-        f"--trainer.callbacks+={{class_path: rank_weights.SaveRankWeights, init_args: {{directory: {weights}}}}}",
-        f"--trainer.callbacks+={{class_path: rank_weights.CountAllReducedBytes, init_args: {{directory: {weights}}}}}",
+        f"--trainer.callbacks+={{class_path: helpers.rank_weights.SaveRankWeights, "
+        f"init_args: {{directory: {weights}}}}}",
+        f"--trainer.callbacks+={{class_path: helpers.rank_weights.CountAllReducedBytes, "
+        f"init_args: {{directory: {weights}}}}}",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [torch.load(weights / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

@@ -6,7 +6,7 @@ case also checks that nothing was written."""
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS
+from helpers.cli import CONFIGS, usage_error
 
 from lc_lightning.cli import main
 from lc_lightning.sweep import cli as sweep_cli
@@ -23,13 +23,10 @@ def files_under(path: Path) -> list[Path]:
 
 
 def error_line(capsys, command, *args: str) -> str:
-    """The one line ``command(ARGS)`` writes to stderr, checked to end the process with status 2
-    and to write nothing under the working directory."""
+    """The one line ``command(ARGS)`` writes to stderr, checked to end the process with status 2, no usage
+    or traceback, and to write nothing under the working directory."""
     before = files_under(Path.cwd())
-    with pytest.raises(SystemExit) as exit_info:
-        command(list(args))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = usage_error(capsys, *args, command=command)
     assert len(err.splitlines()) == 1, err
     assert files_under(Path.cwd()) == before
     return err.rstrip("\n")

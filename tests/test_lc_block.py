@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 import torch
+from helpers.networks import outputs_and_grads, relative_error, replace_relus
 from torch import nn
 
 from lc_lightning.models import CifarResNet
@@ -18,19 +19,6 @@ from lc_lightning.nn import (
 )  # fmt: skip
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).norm() / b.norm()).item()
-
-
-def outputs_and_grads(module: nn.Module, x: torch.Tensor, weights: list[nn.Parameter]):
-    module.zero_grad()
-    out = module(x)
-    # A fixed random projection makes the loss depend on every output element differently.
-    proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
-    (out * proj).sum().backward()
-    return out.detach().clone(), [w.grad.clone() for w in weights]
-
-
 def lc_parameters(conv: nn.Conv2d) -> list[nn.Parameter]:
     """S, P and, if any, the bias of a folded or explicit LC-Block."""
     bias = conv.parametrizations.weight[0].bias
@@ -44,15 +32,15 @@ def test_folded_equals_explicit(kernel_size, stride, expansion, bias):
     torch.manual_seed(0)
     block = make_lc_block(nn.Conv2d(6, 10, kernel_size, stride, kernel_size // 2, bias=bias), expansion)
     x = torch.randn(3, 6, 13, 13)
-    folded_out, folded_grads = outputs_and_grads(block, x, lc_parameters(block))
+    folded_out, *folded_grads = outputs_and_grads(block, x, lc_parameters(block))
     set_lc_form(block, "explicit")
-    explicit_out, explicit_grads = outputs_and_grads(block, x, lc_parameters(block))
+    explicit_out, *explicit_grads = outputs_and_grads(block, x, lc_parameters(block))
     side = (13 + 2 * (kernel_size // 2) - kernel_size) // stride + 1
     assert folded_out.shape == explicit_out.shape == (3, 10, side, side)
-    assert rel_err(folded_out, explicit_out) < 1e-5
+    assert relative_error(folded_out, explicit_out) < 1e-5
     assert len(folded_grads) == 2 + bias
     for folded_grad, explicit_grad in zip(folded_grads, explicit_grads, strict=True):
-        assert rel_err(folded_grad, explicit_grad) < 1e-5
+        assert relative_error(folded_grad, explicit_grad) < 1e-5
 
 
 def whole_network_outputs_and_grads(model: nn.Module, x: torch.Tensor, form: str):
@@ -60,13 +48,6 @@ def whole_network_outputs_and_grads(model: nn.Module, x: torch.Tensor, form: str
     assert len(blocks) == 19
     weights = [w for block in blocks for w in lc_weights(block)]
     return outputs_and_grads(set_lc_form(model, form), x, weights)
-
-
-def replace_relus(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, nn.ReLU):
-            setattr(module, name, nn.GELU())
-        replace_relus(child)
 
 
 @pytest.mark.parametrize(
@@ -84,11 +65,11 @@ def test_whole_resnet_lc_folded_equals_explicit(dtype, tolerance):
         # activation keeps the comparison about the LC-Blocks, not the kinks.
         replace_relus(model)
     x = torch.randn(4, 3, 32, 32, dtype=dtype)
-    folded_out, folded_grads = whole_network_outputs_and_grads(model, x, "folded")
-    explicit_out, explicit_grads = whole_network_outputs_and_grads(model, x, "explicit")
-    assert rel_err(folded_out, explicit_out) < tolerance
+    folded_out, *folded_grads = whole_network_outputs_and_grads(model, x, "folded")
+    explicit_out, *explicit_grads = whole_network_outputs_and_grads(model, x, "explicit")
+    assert relative_error(folded_out, explicit_out) < tolerance
     for folded_grad, explicit_grad in zip(folded_grads, explicit_grads, strict=True):
-        assert rel_err(folded_grad, explicit_grad) < tolerance
+        assert relative_error(folded_grad, explicit_grad) < tolerance
 
 
 def test_combined_weight_is_pointwise_times_spatial():
@@ -111,7 +92,7 @@ def test_combined_weight_stays_fp32_under_bf16_autocast():
         combined = combined_weight(block)
         out = block(torch.randn(2, 16, 8, 8))
     assert combined.dtype == torch.float32
-    assert rel_err(combined.double(), exact) < 1e-6
+    assert relative_error(combined.double(), exact) < 1e-6
     assert out.dtype == torch.bfloat16
 
 

@@ -2,7 +2,6 @@
 crash each end in one line (or a status that says the process died), the record stays as it was, and the command
 printed then completes the run."""
 
-import hashlib
 import json
 import os
 import shlex
@@ -11,16 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_lc_train
-from test_faults import tiny_cifar_args
+from helpers.cli import RUN, SMALL, lc_train, run_lc_train, tiny_cifar_args
+from helpers.runs import file_hashes
 
 from lc_lightning.cli import main
 from lc_lightning.run_directory import RunDirectory
 from lc_lightning.sweep.cli import main as lc_sweep
 
-RUN = Path("logs", "cifar10_e32", "version_0")
-SMALL = ["--model.network.init_args.expansion=2", "--trainer.callbacks=null", "--trainer.enable_model_summary=false",
-         "--data.train_subset=16", "--data.val_subset=8"]  # fmt: skip
 SUDO = [] if os.geteuid() == 0 else ["sudo", "-n"]
 
 
@@ -41,32 +37,6 @@ def small_disk(tmp_path):
     subprocess.run([*SUDO, "umount", "-l", str(disk)], check=True)
 
 
-def lc_train_output(capsys, *args: str) -> tuple[int, str, str]:
-    """Run lc-train in this process; its exit status, stdout and stderr (which holds no traceback)."""
-    try:
-        main(list(args))
-        status = 0
-    except SystemExit as exit_info:
-        status = exit_info.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return status, out, err
-
-
-def lc_train(capsys, *args: str) -> tuple[int, str]:
-    """Run lc-train in this process; its exit status and the last line it wrote to stderr."""
-    status, _, err = lc_train_output(capsys, *args)
-    return status, (err.strip().splitlines() or [""])[-1]
-
-
-def hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
 def test_a_full_disk_ends_in_one_line_keeps_the_earlier_checkpoints_and_the_printed_command_resumes(
     tiny_cifar10, small_disk, monkeypatch, capsys
 ):
@@ -74,7 +44,7 @@ def test_a_full_disk_ends_in_one_line_keeps_the_earlier_checkpoints_and_the_prin
     monkeypatch.chdir(disk)
     filler = disk / "filler"
     fill = {"epoch": 1, "filler": str(filler), "leave": 300_000}  # after epoch 0's checkpoints, before epoch 1's
-    fill = json.dumps({"class_path": "interruptions.FillDiskAtEpoch", "init_args": fill})
+    fill = json.dumps({"class_path": "helpers.interruptions.FillDiskAtEpoch", "init_args": fill})
     args = tiny_cifar_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=3", f"--trainer.callbacks+={fill}")
     status, line = lc_train(capsys, "fit", *args)
     run = RunDirectory(disk / RUN)
@@ -86,9 +56,9 @@ def test_a_full_disk_ends_in_one_line_keeps_the_earlier_checkpoints_and_the_prin
         f"--config {RUN}/config.yaml --ckpt_path last"
     )
     before = json.loads(Path(f"{filler}.hashes").read_text())
-    kept = {name: digest for name, digest in hashes(run.path).items() if name.startswith("checkpoints/")}
+    kept = {name: digest for name, digest in file_hashes(run.path).items() if name.startswith("checkpoints/")}
     assert kept == {name: digest for name, digest in before.items() if name.startswith("checkpoints/")}
-    assert hashes(run.path)["config.yaml"] == before["config.yaml"]
+    assert file_hashes(run.path)["config.yaml"] == before["config.yaml"]
     assert sorted(path.name for path in run.checkpoint_dir.iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
     recorded = run.status()
     assert (recorded.state, recorded.epoch) == ("failed", 1)
@@ -109,7 +79,7 @@ def test_a_read_only_logs_directory_ends_every_command_in_one_line_and_changes_n
     monkeypatch.chdir(disk)
     args = tiny_cifar_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=1")
     assert lc_train(capsys, "fit", *args)[0] == 0
-    before = hashes(disk)
+    before = file_hashes(disk)
     remount("ro")
     checkpoint = f"{RUN}/checkpoints/last.ckpt"
     nothing_kept = "Nothing was kept: log to a writable directory (--trainer.logger.init_args.save_dir=DIR) or make it "
@@ -129,7 +99,7 @@ def test_a_read_only_logs_directory_ends_every_command_in_one_line_and_changes_n
     }  # fmt: skip
     for what, (command, message) in expected.items():
         assert lc_train(capsys, *command) == (1, f"lc-train: error: {message}"), what
-        assert hashes(disk) == before, what
+        assert file_hashes(disk) == before, what
     remount("rw")
     assert lc_train(capsys, *expected["a resume"][0])[0] == 0  # the same command, once it is writable
     assert RunDirectory(disk / RUN).status().global_step == 4
@@ -161,10 +131,10 @@ def test_a_native_crash_leaves_a_status_that_says_the_process_died_with_its_stac
 ):
     root, written = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    crash = "--trainer.callbacks+={class_path: interruptions.SegfaultAtStep, init_args: {step: 3}}"
+    crash = "--trainer.callbacks+={class_path: helpers.interruptions.SegfaultAtStep, init_args: {step: 3}}"
     (tmp_path / "sitecustomize.py").write_text(  # the tiny files' checksums, in the lc-train process too
-        "import dataset_files, types\nfrom torchvision import datasets\ndataset_files.register_checksums("
-        f"types.SimpleNamespace(setattr=setattr), datasets.CIFAR10, {written['md5']!r})\n"
+        "import types\nfrom torchvision import datasets\nfrom helpers.data import register_checksums\n"
+        f"register_checksums(types.SimpleNamespace(setattr=setattr), datasets.CIFAR10, {written['md5']!r})\n"
     )
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parent}")
     crashed = run_lc_train("fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=2", crash))
@@ -190,13 +160,13 @@ def test_a_run_started_on_a_full_disk_ends_in_one_line_and_leaves_nothing(
     with filler.open("wb") as file, pytest.raises(OSError):
         while True:  # until the disk is full
             file.write(bytes(1 << 20))
-    before = hashes(disk)
+    before = file_hashes(disk)
     assert lc_train(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *SMALL)) == (
         1,
         "lc-train: error: disk full (no space left on device) writing logs/cifar10_e32/version_0/run.lock. Nothing "
         "was kept: free some space, then run the same command again",
     )
-    assert hashes(disk) == before and sorted(path.name for path in disk.iterdir()) == ["filler"]
+    assert file_hashes(disk) == before and sorted(path.name for path in disk.iterdir()) == ["filler"]
 
 
 def test_lc_sweep_on_a_read_only_disk_ends_in_one_line(small_disk, capsys):

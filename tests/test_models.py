@@ -1,19 +1,17 @@
 import pytest
 import torch
+from helpers.networks import parameter_count
+from helpers.runs import assert_same_state
 
 from lc_lightning.models import CifarResNet
-from lc_lightning.nn import lc_blocks, spatial_convs, spatial_weights
-
-
-def count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from lc_lightning.nn import LCOptions, convert_to_lc, lc_blocks, spatial_convs, spatial_weights
 
 
 def test_resnet20_baseline_has_the_option_b_parameter_count():
     # The standard CIFAR ResNet-20 (He et al.) has 269,722 parameters with option-A (parameter
     # free) shortcuts. Option B adds two 1x1 shortcut convs, 16*32 + 32*64 = 2,560 weights, and
     # their BNs, 2*32 + 2*64 = 192: 272,474.
-    assert count(CifarResNet(10, 3)) == 272_474
+    assert parameter_count(CifarResNet(10, 3)) == 272_474
 
 
 @pytest.mark.parametrize("expansion", [1, 4, 32])
@@ -24,7 +22,9 @@ def test_lc_has_e_times_the_spatial_parameters_plus_the_pointwise_ones(expansion
     assert len(spatial) == 19
     spatial_params = sum(conv.weight.numel() for conv in spatial)
     pointwise_params = sum(conv.out_channels * expansion * conv.out_channels for conv in spatial)
-    assert count(lc) == count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
+    assert parameter_count(lc) == (
+        parameter_count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
+    )
     assert len(list(lc_blocks(lc))) == 19
 
 
@@ -64,3 +64,18 @@ def test_stage_strides_downsample_32_to_8():
 def test_invalid_arguments_are_rejected_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CifarResNet(10, 3, **kwargs)
+
+
+@pytest.mark.parametrize("lc_form", ["folded", "gram"])
+def test_a_seed_gives_the_lc_network_of_its_modules_converted_with_no_draws_between(monkeypatch, lc_form):
+    # Runs are reproduced from their config and seed: the LC-Blocks draw their seeds right after the
+    # modules' own init (no spatial init first), so every recorded seed keeps its network.
+    torch.manual_seed(0)
+    lc = CifarResNet(10, 3, depth=8, width=4, expansion=2, init="ternary", lc_form=lc_form, normalized_lc_step=True)
+    after_lc = torch.get_rng_state()
+    monkeypatch.setattr(LCOptions, "build", lambda self, network, **_: network)
+    torch.manual_seed(0)
+    expected = convert_to_lc(CifarResNet(10, 3, depth=8, width=4), 2, "ternary", lc_form, normalized_step=True)
+    assert repr(lc) == repr(expected)  # the blocks' expansion, form and normalized step
+    assert_same_state(lc.state_dict(), expected.state_dict())
+    assert torch.equal(after_lc, torch.get_rng_state())

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_faults import tiny_cifar_args
+from helpers.cli import tiny_cifar_args
 
 from lc_lightning.cli import build_cli
 

@@ -7,16 +7,14 @@ optimizer, and the normalised step.
 
 import pytest
 import torch
-from lightning import LightningDataModule, Trainer
-from test_faults import lc_train_error, tiny_cifar_args
+from helpers.cli import GRAM, tiny_cifar_args, usage_error
+from helpers.networks import assert_same_trajectory, lc_resnet, trained_30_steps
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from lc_lightning.analysis import combined_filters, fgsm_robust, normalized_entropy, spatial_variance
 from lc_lightning.cli import build_cli
 from lc_lightning.models import CifarResNet
-from lc_lightning.module import ImageClassifier
 from lc_lightning.nn import (
     combined_weight,
     lc_blocks,
@@ -114,18 +112,9 @@ def test_sgd_with_the_normalised_step_follows_the_same_trajectory_in_both_forms(
     torch.testing.assert_close(combined_weight(preconditioned).detach(), moved, rtol=1e-10, atol=1e-14)
 
 
-def networks(dtype: torch.dtype = torch.float64, expansion: int = 8) -> dict[str, nn.Module]:
-    """ResNet-LC-20-16xE in the folded and the preconditioned form, from one seed, built in ``dtype``."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        built = {}
-        for form in ("folded", "preconditioned"):
-            torch.manual_seed(0)
-            built[form] = CifarResNet(10, 3, expansion=expansion, lc_form=form)
-        return built
-    finally:
-        torch.set_default_dtype(default)
+def networks() -> dict[str, nn.Module]:
+    """ResNet-LC-20-16x8 in the folded and the preconditioned form, from one seed, in fp64."""
+    return {form: lc_resnet(form) for form in ("folded", "preconditioned")}
 
 
 def test_the_analysis_gives_a_preconditioned_network_the_folded_networks_values():
@@ -143,49 +132,16 @@ def test_the_analysis_gives_a_preconditioned_network_the_folded_networks_values(
     assert torch.equal(robust["preconditioned"], robust["folded"])
 
 
-class RandomImages(LightningDataModule):
-    """30 batches of 16 random fp64 images and labels: the same every run."""
-
-    def train_dataloader(self):
-        generator = torch.Generator().manual_seed(1)
-        images = torch.rand(30 * 16, 3, 32, 32, generator=generator, dtype=torch.float64)
-        labels = torch.randint(0, 10, (30 * 16,), generator=generator)
-        return DataLoader(TensorDataset(images, labels), batch_size=16)
-
-
 def test_30_steps_of_the_modules_own_recipe_take_both_forms_along_one_trajectory_in_fp64():
     """The issue's check: ResNet-LC-20-16x8 with frozen spatial filters, the module's own optimizer and
     schedule (SGD, Nesterov 0.9, weight decay 0.01, cosine per step) and loss (label smoothing), BN in
     training mode: every combined weight, BN and FC parameter (and BN statistic) of the preconditioned
     run equals the folded run's to a relative 1e-10."""
-    results = {}
-    for form, network in networks().items():
-        built = lambda classes, channels, n=network: n  # noqa: E731
-        module = ImageClassifier(built, 10, 3, (0.5,) * 3, (0.25,) * 3, freeze_spatial=True)
-        trainer = Trainer(
-            accelerator="cpu", max_steps=30, precision="64-true", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False,
-        )  # fmt: skip
-        trainer.fit(module, datamodule=RandomImages())
-        assert trainer.global_step == 30
-        optimizer = trainer.optimizers[0]
-        assert type(optimizer).__name__ in ("SGD", "PaperSGD") and optimizer.param_groups[0]["nesterov"]
-        state = {name: value for name, value in network.state_dict().items() if ".parametrizations." not in name}
-        results[form] = state | {name: combined_weight(conv).detach() for name, conv in lc_blocks(network)}
-    start = networks()["folded"]
-    moved = combined_weight(start.stem[0]).detach()
-    assert (results["folded"]["stem.0"] - moved).norm() > 1e-3 * moved.norm()  # the weights did move
-    assert results["folded"].keys() == results["preconditioned"].keys()
-    for name, folded in results["folded"].items():
-        preconditioned = results["preconditioned"][name]
-        if folded.is_floating_point():
-            assert ((preconditioned - folded).norm() / folded.norm()).item() < 1e-10, name
-        else:
-            assert torch.equal(preconditioned, folded), name
+    states = {form: trained_30_steps(network, freeze_spatial=True) for form, network in networks().items()}
+    assert_same_trajectory(states["preconditioned"], states["folded"])
 
 
 PRECONDITIONED = ["--model.network.init_args.lc_form=preconditioned", "--model.network.init_args.width=4"]
-GRAM = ["--model.network.init_args.lc_form=gram", "--model.freeze_spatial=false", "--model.network.init_args.width=4"]
 
 
 @pytest.mark.parametrize(
@@ -217,7 +173,7 @@ def test_a_run_where_the_reduction_is_not_exact_is_refused_in_one_line(
     """Preconditioned (frozen filters) and gram (learned ones) blocks leave the folded trajectory with
     learnable or frozen filters, another optimizer or clipping: refused before anything is trained."""
     monkeypatch.chdir(tmp_path)
-    err = lc_train_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *form, *args))
+    err = usage_error(capsys, "fit", *tiny_cifar_args(tiny_cifar10[0], *form, *args))
     assert err.strip().splitlines()[-1] == message
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers.cli import tiny_cifar_args
+from helpers.networks import classifier
 from lightning import Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
-from test_fast_paths import classifier
-from test_faults import tiny_cifar_args
 from torch.utils.data import DataLoader, TensorDataset
 
 from lc_lightning.callbacks import ProgressBar

@@ -8,13 +8,13 @@ built for it), never at the config values that should lead there.
 
 import math
 
-import dataset_files
 import pytest
 import torch
+from helpers.cli import tiny_cifar_args
+from helpers.data import tiny_cifar
+from helpers.loaders import cifar_modules, epoch_batches, window_offsets
 from lightning import Callback, Trainer
 from lightning.pytorch.strategies import SingleDeviceStrategy
-from test_device_loader import cifar_modules, epoch, window_offsets
-from test_faults import tiny_cifar_args
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -87,9 +87,7 @@ def recorded_fit_of(tmp_path, *args: str):
     fp32, the device loader) with ``args`` on top, fitted for two epochs on a tiny CIFAR-10 written
     under ``tmp_path``, every step recorded: (cli, StepRecorder)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        root = tmp_path / "cifar"
-        written = dataset_files.write_cifar10(root)
-        dataset_files.register_checksums(monkeypatch, datasets.CIFAR10, written["md5"])
+        root, _ = tiny_cifar(tmp_path / "cifar", monkeypatch, datasets.CIFAR10)
         monkeypatch.chdir(tmp_path)
         cli = build_cli([*tiny_cifar_args(root, *TINY_NETWORK, f"--trainer.max_epochs={EPOCHS}", *args)], run=False)
         recorder = StepRecorder()
@@ -394,13 +392,13 @@ def test_the_device_loader_draws_new_crops_and_flips_every_epoch(tiny_cifar10):
     loader = data.train_dataloader()
     draws = {}
     for number in (0, 1):
-        batches = epoch(loader, number)
+        batches = epoch_batches(loader, number)
         order = list(loader.sampler)
         images = (torch.cat([x for x, _ in batches]) * 255).round().to(torch.uint8)
         by_slot = window_offsets(images, originals[order], data.crop_padding)
         draws[number] = (by_slot, dict(zip(order, by_slot, strict=True)))
         if number == 0:
-            again = epoch(loader, 0)
+            again = epoch_batches(loader, 0)
             assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
     slots_alike = sum(a == b for a, b in zip(draws[0][0], draws[1][0], strict=True))
     images_alike = sum(draws[0][1][index] == draws[1][1][index] for index in draws[0][1])

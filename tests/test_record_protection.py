@@ -4,14 +4,14 @@ and resumes it rather than starting it over."""
 
 import json
 
+from helpers.cli import RUN, SMALL, lc_train_output, tiny_cifar_args
+from helpers.runs import file_hashes
 from test_accumulation_requeue import added_callback
-from test_faults import tiny_cifar_args
-from test_machine_faults import RUN, SMALL, hashes, lc_train_output
 from test_sweep_plan import record_lc_train_commands, recorded, sweep_output, tiny_config, trained
 
 from lc_lightning.run_directory import RunDirectory
 
-CTRL_C_IN_EPOCH_1 = added_callback("interruptions.CtrlCAtStep", step=3)  # two steps an epoch
+CTRL_C_IN_EPOCH_1 = added_callback("helpers.interruptions.CtrlCAtStep", step=3)  # two steps an epoch
 """Ctrl-C after epoch 0's checkpoint, in a fit that did not resume."""
 
 
@@ -48,7 +48,7 @@ def test_a_new_fit_into_an_unfinished_run_with_checkpoints_is_refused_in_one_lin
         if leave_as is not None:
             leave_as(run)
         assert run.status().state == state
-        before = hashes(run.path)
+        before = file_hashes(run.path)
         for new_fit in new_fits:  # from the run's config, or the command that started it with the run's version
             status, _, err = lc_train_output(capsys, "fit", *new_fit)
             assert status == 2
@@ -56,7 +56,7 @@ def test_a_new_fit_into_an_unfinished_run_with_checkpoints_is_refused_in_one_lin
             assert line.startswith(f"lc-train: error: {RUN} already holds the checkpoints of a run. Resume it with "), (
                 line
             )
-            assert hashes(run.path) == before
+            assert file_hashes(run.path) == before
             assert run.status().state == state
 
 
@@ -76,7 +76,7 @@ def test_lc_sweep_resumes_an_unfinished_run_with_checkpoints_in_the_config_it_tr
     for leave_as, state in [(None, "was interrupted"), (make_died, "died")]:
         if leave_as is not None:
             leave_as(run)
-        before = hashes(run.path)
+        before = file_hashes(run.path)
         calls = len(recorded(lc_train_calls))
         out = sweep_output(capsys, *args)
         assert f"seed_everything=0: to resume (it {state}: " in out
@@ -84,6 +84,6 @@ def test_lc_sweep_resumes_an_unfinished_run_with_checkpoints_in_the_config_it_tr
             "it keeps the config it trained with, where the grid's configs now set other values: trainer.max_epochs"
             in out
         )
-        assert hashes(run.path) == before
+        assert file_hashes(run.path) == before
         assert trained(recorded(lc_train_calls)[calls:]) == [str(run.path), str(untrained.path)]
         assert untrained.config()["trainer"]["max_epochs"] == 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS
+from helpers.cli import CONFIGS
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
 

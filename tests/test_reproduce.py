@@ -18,16 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import FASHION_MNIST_DEBIAN, needs_fashion_mnist
-from slurm_cluster import wait_until
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from helpers.runs import final_value
+from helpers.slurm import wait_until
 
 from lc_lightning.report.cli import main as lc_report
 from lc_lightning.run_directory import RunDirectory
 from lc_lightning.run_lock import holder
 from lc_lightning.sweep.cli import main as lc_sweep
 
-pytest_plugins = ["slurm_cluster"]
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 GRID_AXES = ["--axis", "model.network.init_args.expansion=1,2", "--axis", "seed_everything=0,1"]
@@ -73,13 +72,6 @@ def in_environment(monkeypatch, env: dict[str, str]) -> None:
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-
-
-def final_value(run_dir: Path, tag: str) -> float:
-    """The value of ``tag`` at the run's last logged step, read straight from its event files."""
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return max(events.Scalars(tag), key=lambda event: (event.step, event.wall_time)).value
 
 
 def markdown_table(text: str) -> list[dict[str, str]]:
@@ -296,12 +288,12 @@ def test_sigterm_to_lc_sweep_alone_stops_its_lc_train_and_the_next_sweep_trains_
 ):
     marker = tmp_path / "waiting"
     config = yaml.safe_load(quick_config(tmp_path, train_images=256, epochs=1).read_text())
-    wait = {"class_path": "interruptions.WaitForSigtermAtStep", "init_args": {"step": 2, "marker": str(marker)}}
+    wait = {"class_path": "helpers.interruptions.WaitForSigtermAtStep", "init_args": {"step": 2, "marker": str(marker)}}
     config["trainer"]["callbacks"] = [wait]
     (tmp_path / "quick.yaml").write_text(yaml.safe_dump(config))
     sweep_dir = tmp_path / "sweep"
     arguments = ["--config", str(tmp_path / "quick.yaml"), "--axis", "seed_everything=0,1", "--dir", str(sweep_dir)]
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # interruptions, in every process
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helpers.interruptions, in every process
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     sweep = subprocess.Popen([BIN / "lc-sweep", *arguments], **pipes)
     wait_until(marker.exists, timeout=300, what="the first run to reach step 2")

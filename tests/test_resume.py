@@ -5,24 +5,19 @@ import logging
 import os
 import shutil
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import torch
-from rank_weights import assert_same_state
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_faults import lc_train_error, tiny_cifar_args
+from helpers.cli import tiny_cifar_args, usage_error
+from helpers.loaders import epoch_batches
+from helpers.runs import assert_same_training
+from helpers.slurm import fake_scontrol
 
 from lc_lightning.cli import build_cli
 from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.run_directory import RunDirectory
-
-
-def epoch_batches(loader, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    loader.sampler.set_epoch(epoch)  # as Lightning does before each epoch
-    return list(loader)
 
 
 def assert_same_batches(first, second) -> None:
@@ -101,29 +96,6 @@ def test_a_loader_resumed_at_a_batch_gives_the_rest_of_that_epoch_and_whole_othe
     assert (counted.position.epoch, counted.position.batches) == (2, 2)  # delivered, not prefetched
 
 
-def step_values(run_dir: Path, tag: str) -> dict[int, list[float]]:
-    """Every value of ``tag`` in the run's event files (a resumed run has several), by step."""
-    values = defaultdict(list)
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        events = EventAccumulator(str(path), size_guidance={"scalars": 0}, purge_orphaned_data=False)
-        events.Reload()
-        for event in events.Scalars(tag):
-            values[event.step].append(event.value)
-    return dict(values)
-
-
-def assert_same_training(resumed: Path, uninterrupted: Path, steps: int) -> None:
-    """Bitwise the same final weights, global step and per-step training loss."""
-    final = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
-    expected = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=False)
-    assert final["global_step"] == expected["global_step"] == steps
-    assert_same_state(final["state_dict"], expected["state_dict"])
-    losses, expected_losses = step_values(resumed, "train/loss_step"), step_values(uninterrupted, "train/loss_step")
-    assert sorted(losses) == sorted(expected_losses) == list(range(steps))
-    for step, (value,) in expected_losses.items():
-        assert set(losses[step]) == {value}, step  # logged again after the resume: the same value
-
-
 @pytest.mark.parametrize("loader", ["torch", "device"])
 def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
     loader, tiny_cifar10, tmp_path, monkeypatch
@@ -138,7 +110,7 @@ def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
         "--trainer.log_every_n_steps=1",
     )
     build_cli(["fit", *args])  # uninterrupted: logs/cifar10_e32/version_0
-    stop = "--trainer.callbacks+={class_path: interruptions.StopAfterEpoch, init_args: {epoch: 1}}"
+    stop = "--trainer.callbacks+={class_path: helpers.interruptions.StopAfterEpoch, init_args: {epoch: 1}}"
     build_cli(["fit", *args, stop])  # stopped after 2 of 3 epochs: version_1
     run = tmp_path / "logs" / "cifar10_e32" / "version_1"
     stopped = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
@@ -147,17 +119,6 @@ def test_a_run_stopped_at_an_epoch_boundary_resumes_from_its_directory_bitwise(
     assert Path(resumed.trainer.log_dir).resolve() == run
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0", "version_1"]
     assert_same_training(run, run.parent / "version_0", steps=3 * 5)
-
-
-def fake_scontrol(tmp_path: Path, monkeypatch) -> Path:
-    """An ``scontrol`` first on PATH that writes its arguments to the file it returns."""
-    calls = tmp_path / "scontrol-calls"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    (bin_dir / "scontrol").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return calls
 
 
 @pytest.mark.parametrize("loader, workers", [("torch", 0), ("torch", 2), ("device", 0)])
@@ -178,7 +139,7 @@ def test_a_run_requeued_in_the_middle_of_an_epoch_resumes_with_the_next_batch_bi
     requeue_callback = f"{{class_path: lc_lightning.callbacks.RequeueOnSignal, init_args: {{checkpoint: {requeue}}}}}"
     callbacks = [
         f"--trainer.callbacks+={requeue_callback}",
-        "--trainer.callbacks+={class_path: interruptions.SignalAtStep, init_args: {step: 7}}",
+        "--trainer.callbacks+={class_path: helpers.interruptions.SignalAtStep, init_args: {step: 7}}",
     ]
     with pytest.raises(SystemExit):  # Requeued
         build_cli(["fit", *args, *callbacks])
@@ -213,7 +174,7 @@ def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=1")])
     config = tmp_path / "logs" / "cifar10_e32" / "version_0" / "config.yaml"
-    err = lc_train_error(capsys, "fit", "--config", str(config))
+    err = usage_error(capsys, "fit", "--config", str(config))
     assert "logs/cifar10_e32/version_0 already holds the checkpoints of a run" in err
 
 

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers.cli import tiny_cifar_args, usage_error
+from helpers.runs import file_hashes, final_value
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_faults import lc_train_error, tiny_cifar_args
 
 from lc_lightning.callbacks import RecordRun
 from lc_lightning.cli import build_cli, main, with_evaluated_run_config
@@ -26,12 +26,6 @@ from lc_lightning.run_directory import RunDirectory, RunStatus, write_atomically
 
 RUN_DIR = ("logs", "cifar10_e32", "version_0")
 ANALYSIS = str(Path(__file__).resolve().parent.parent / "configs" / "callbacks" / "analysis.yaml")
-
-
-def last_logged(run_dir: Path, tag: str) -> float:
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return events.Scalars(tag)[-1].value
 
 
 def test_a_fit_that_ends_normally_is_finished_with_the_last_value_of_every_scalar(tiny_cifar10, tmp_path, monkeypatch):
@@ -47,15 +41,15 @@ def test_a_fit_that_ends_normally_is_finished_with_the_last_value_of_every_scala
         1,
     )
     for tag in ("val/acc", "val/loss", "val/fgsm_acc", "filters/entropy_first", "train/loss_epoch"):
-        assert status.metrics[tag] == pytest.approx(last_logged(run_dir, tag), rel=1e-6), tag
+        assert status.metrics[tag] == pytest.approx(final_value(run_dir, tag), rel=1e-6), tag
 
 
 def test_a_fit_that_raises_is_failed_with_its_error(tiny_cifar10, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    nan_network = ["--model.network=faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=7"]
+    nan_network = ["--model.network=helpers.faulty_networks.NaNAfterSteps", "--model.network.init_args.nan_from=7"]
     args = [*tiny_cifar_args(tiny_cifar10[0]), *nan_network, "--trainer.max_epochs=3"]
     args.remove("--model.network.init_args.depth=8")
-    lc_train_error(capsys, "fit", *args)
+    usage_error(capsys, "fit", *args)
     status = RunDirectory(tmp_path.joinpath(*RUN_DIR)).status()
     assert status.state == "failed" and status.epoch == 1 and "val/acc" in status.metrics  # epoch 0's
     assert status.error.startswith(
@@ -75,7 +69,7 @@ def test_a_sweep_run_that_cannot_be_built_is_failed_with_its_error(
     run = RunDirectory(tmp_path.joinpath(*RUN_DIR))
     run.create("seed_everything: 0\n")  # as lc-sweep creates its runs
     args = tiny_cifar_args(tiny_cifar10[0], wrong, "--trainer.logger.init_args.version=0")
-    assert error.partition(": ")[2] in lc_train_error(capsys, "fit", *args)
+    assert error.partition(": ")[2] in usage_error(capsys, "fit", *args)
     status = run.status()
     assert status.state == "failed" and status.error.startswith(error)
     assert run.config_text() == "seed_everything: 0\n"
@@ -177,11 +171,7 @@ def test_every_file_of_a_run_follows_the_umask(tiny_cifar10, tmp_path, monkeypat
 
 def record_hashes(run_dir: Path) -> dict[str, str]:
     """The hash of every file of the run's own record (its evaluations' folders left out)."""
-    return {
-        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(run_dir.rglob("*"))
-        if path.is_file() and not path.relative_to(run_dir).parts[0].startswith(("validate_", "test_"))
-    }
+    return file_hashes(run_dir, leave_out=("validate_", "test_"))
 
 
 def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(
@@ -295,7 +285,7 @@ def test_a_checkpoint_that_does_not_fit_names_the_config_it_was_trained_with(
     monkeypatch.chdir(tmp_path)
     build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null")])
     ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
-    err = lc_train_error(capsys, "validate", f"--ckpt_path={ckpt}", "--data=lc_lightning.data.FashionMNISTDataModule")
+    err = usage_error(capsys, "validate", f"--ckpt_path={ckpt}", "--data=lc_lightning.data.FashionMNISTDataModule")
     config = tmp_path.joinpath(*RUN_DIR, "config.yaml")
     assert f"checkpoint {ckpt} does not fit the model this config builds (" in err
     assert f"It was trained with {config}: validate it with --ckpt_path alone" in err

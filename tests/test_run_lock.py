@@ -10,8 +10,7 @@ import textwrap
 import time
 
 import pytest
-from test_faults import tiny_cifar_args
-from test_machine_faults import lc_train
+from helpers.cli import lc_train, tiny_cifar_args
 
 from lc_lightning.errors import InvalidArgumentError, RunHeldError
 from lc_lightning.run_directory import RunDirectory, RunStatus

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
-
-pytest_plugins = ["slurm_cluster"]
+from helpers.cli import CONFIGS, config_args
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
 
 
 def test_srun_runs_one_task_on_each_node(slurm_cluster):

@@ -9,18 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import CONFIGS, FASHION_MNIST_DEBIAN, config_args, needs_fashion_mnist
+from helpers.cli import CONFIGS, config_args
+from helpers.data import FASHION_MNIST_DEBIAN, needs_fashion_mnist
+from helpers.runs import assert_same_state, assert_same_training
+from helpers.slurm import wait_until
 from jsonargparse import Namespace
-from rank_weights import assert_same_state
-from slurm_cluster import wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_resume import assert_same_training
 
 from lc_lightning.cli import build_cli, pin_run_directory, take_layout_from_slurm
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.run_directory import RunDirectory
 
-pytest_plugins = ["slurm_cluster"]
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 LC_TRAIN = str(Path(sys.executable).parent / "lc-train")
@@ -126,7 +125,7 @@ def test_train_sbatch_trains_across_nodes_like_one_process(slurm_cluster, tmp_pa
     args = [*fashion_mnist_args(tmp_path), "--model.network.init_args.depth=8"]
     (tmp_path / "logs").mkdir()
     (tmp_path / "ranks.yaml").write_text(
-        f"trainer:\n  callbacks:\n    - class_path: rank_weights.SaveRankWeights\n"
+        f"trainer:\n  callbacks:\n    - class_path: helpers.rank_weights.SaveRankWeights\n"
         f"      init_args: {{directory: {tmp_path / 'ranks'}}}\n"
     )
     job = submit_train_sbatch(
@@ -180,7 +179,10 @@ def start_requeued_job_now(slurm_cluster, job_id: str) -> None:
 def test_a_job_signalled_in_the_middle_of_an_epoch_requeues_itself_and_resumes_bitwise(slurm_cluster, tmp_path):
     (tmp_path / "logs").mkdir()
     steps_per_epoch, pause_at = 1024 // 64, 20  # epoch 1, batch 4
-    pause = f"{{class_path: interruptions.PauseAtStep, init_args: {{step: {pause_at}, marker: {tmp_path / 'paused'}}}}}"
+    pause = (
+        f"{{class_path: helpers.interruptions.PauseAtStep, "
+        f"init_args: {{step: {pause_at}, marker: {tmp_path / 'paused'}}}}}"
+    )
     args = [*fashion_mnist_args(tmp_path), "--data.train_subset=1024", "--trainer.max_epochs=3",
             "--trainer.log_every_n_steps=1", "--model.network.init_args.depth=8"]  # fmt: skip
     layout = ["--nodes=1", "--ntasks-per-node=1", "--export=ALL,OMP_NUM_THREADS=1"]  # the same numerics in both jobs

@@ -5,8 +5,8 @@ import re
 import shlex
 
 import pytest
+from helpers.cli import cifar10_e32_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_cli import tiny_cifar_args
 
 from lc_lightning.cli import main
 
@@ -19,7 +19,7 @@ def test_fit_ends_with_the_last_and_best_accuracy_the_run_and_the_command_that_e
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
     named = "--trainer.logger.init_args.name=my run"  # a path the shell splits: printed quoted
-    main(["fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=3", "--model.optimizer.lr=0.5", named)])
+    main(["fit", *cifar10_e32_args(root, *SMALL, "--trainer.max_epochs=3", "--model.optimizer.lr=0.5", named)])
     out = capsys.readouterr().out
     run = tmp_path / "logs" / "my run" / "version_0"
     events = EventAccumulator(str(run))
@@ -45,9 +45,9 @@ def test_fit_ends_with_the_last_and_best_accuracy_the_run_and_the_command_that_e
 def test_ctrl_c_prints_the_command_that_resumes_the_run(tiny_cifar10, tmp_path, monkeypatch, capsys):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    ctrl_c = "--trainer.callbacks+={class_path: interruptions.CtrlCAtStep, init_args: {step: 7}}"  # in epoch 1
+    ctrl_c = "--trainer.callbacks+={class_path: helpers.interruptions.CtrlCAtStep, init_args: {step: 7}}"  # in epoch 1
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *tiny_cifar_args(root, *SMALL, "--trainer.max_epochs=2", ctrl_c)])
+        main(["fit", *cifar10_e32_args(root, *SMALL, "--trainer.max_epochs=2", ctrl_c)])
     assert exit_info.value.code == 1
     out = capsys.readouterr().out
     run = "logs/cifar10_e32/version_0"
@@ -65,9 +65,9 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(tiny_cifar10, tmp_path, 
 def test_ctrl_c_before_the_first_step_says_nothing_was_kept(tiny_cifar10, tmp_path, monkeypatch, capsys):
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
-    ctrl_c = "--trainer.callbacks+={class_path: interruptions.CtrlCAtStep, init_args: {step: 0}}"
+    ctrl_c = "--trainer.callbacks+={class_path: helpers.interruptions.CtrlCAtStep, init_args: {step: 0}}"
     with pytest.raises(SystemExit):
-        main(["fit", *tiny_cifar_args(root, *SMALL, ctrl_c)])
+        main(["fit", *cifar10_e32_args(root, *SMALL, ctrl_c)])
     assert "lc-train: interrupted before the first training step; nothing was kept" in capsys.readouterr().out
     assert not (tmp_path / "logs" / "cifar10_e32" / "version_0").exists()
 
@@ -76,7 +76,7 @@ def test_a_fit_that_saved_no_checkpoint_says_so_instead_of_an_evaluate_command(
     tiny_cifar10, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    main(["fit", *tiny_cifar_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=0")])
+    main(["fit", *cifar10_e32_args(tiny_cifar10[0], *SMALL, "--trainer.max_epochs=0")])
     out = capsys.readouterr().out
     assert "lc-train: fit ended after 0 epochs, 0 steps" in out
     assert out.splitlines()[-1] == "  evaluate     no checkpoint was saved"

@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import torch
+from helpers.cli import SMALL, lc_train_output, tiny_cifar_args
+from helpers.runs import step_values
 from lightning import Callback
 from test_accumulation_requeue import added_callback
-from test_faults import tiny_cifar_args
-from test_machine_faults import SMALL, lc_train_output
-from test_resume import step_values
 
 from lc_lightning.run_directory import RunDirectory
 
@@ -76,7 +75,7 @@ def test_the_best_accuracy_and_its_epoch_are_kept_across_epochs_and_a_resume(
         tiny_cifar10[0], *SMALL, "--model.network.init_args.width=4", "--data.train_subset=8",
         f"--data.val_subset={VALIDATION_IMAGES}", f"--trainer.max_epochs={len(CORRECT)}",
         added_callback("test_summary_best.ValidationAccuracyPlan", correct=CORRECT, history=str(history)),
-        added_callback("interruptions.CtrlCAtStep", step=INTERRUPTED_AT_STEP),
+        added_callback("helpers.interruptions.CtrlCAtStep", step=INTERRUPTED_AT_STEP),
     )  # fmt: skip
     assert lc_train_output(capsys, "fit", *args)[0] == 1  # Ctrl-C
     run = RunDirectory(tmp_path / "logs" / "cifar10_e32" / "version_0")

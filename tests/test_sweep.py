@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, config_args
+from helpers.cli import CONFIGS, config_args
 
 from lc_lightning.cli import FitConfigParser
 from lc_lightning.errors import InvalidArgumentError, UserInputError

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers.cli import lc_train_output
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_accumulation_requeue import added_callback
-from test_machine_faults import lc_train_output
 
 from lc_lightning.run_directory import RunDirectory, RunStatus
 from lc_lightning.sweep.cli import main as lc_sweep
@@ -136,7 +136,7 @@ def test_the_next_sweep_resumes_an_interrupted_run_from_its_checkpoint_and_skips
     sweep_output(capsys, *args)
     finished, interrupted, untouched = (call[2:] for call in recorded(lc_train_calls))
     RunDirectory(Path(finished[2]).parent).write_status(RunStatus("finished"))
-    ctrl_c = added_callback("interruptions.CtrlCAtStep", step=3)  # in epoch 1, after epoch 0's checkpoint
+    ctrl_c = added_callback("helpers.interruptions.CtrlCAtStep", step=3)  # in epoch 1, after epoch 0's checkpoint
     assert lc_train_output(capsys, *interrupted, ctrl_c)[0] == 1
     stopped = RunDirectory(Path(interrupted[2]).parent)
     assert (stopped.status().state, stopped.status().global_step) == ("interrupted", 3)

@@ -5,6 +5,8 @@ from functools import partial
 import pytest
 import timm
 import torch
+from helpers.networks import outputs_and_grads, parameter_count, relative_error, replace_relus, snapshot
+from helpers.runs import assert_same_state
 from lightning import Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -13,7 +15,15 @@ from lc_lightning.callbacks import FreezeSpatialConvs
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.models import TimmNet
 from lc_lightning.module import ImageClassifier
-from lc_lightning.nn import combined_weight, lc_blocks, lc_weights, set_lc_form, spatial_convs, spatial_weights
+from lc_lightning.nn import (
+    combined_weight,
+    convert_to_lc,
+    lc_blocks,
+    lc_weights,
+    set_lc_form,
+    spatial_convs,
+    spatial_weights,
+)
 from lc_lightning.optim import PaperSGD
 
 # The paper's Figure 1 trains nine timm models: resnet18, resnet34, resnet50, resnet101, resnet50d,
@@ -32,21 +42,13 @@ FIGURE_1_MODELS = ["resnet50d", "resnext50_32x4d", "mobilenetv3_large_100"]
 GROUPED_MODELS = {"resnext50_32x4d", "mobilenetv3_large_100"}  # grouped or depthwise convs
 
 
-def count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
 def is_dense_spatial(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and max(module.kernel_size) > 1 and module.groups == 1
 
 
 def test_resnet18d_baseline_has_timms_parameter_count():
     # timm publishes ResNet-18d (ImageNet, 1000 classes) as 11.7 M parameters: 11,708,744.
-    assert count(TimmNet(1000, 3)) == count(timm.create_model("resnet18d")) == 11_708_744
+    assert parameter_count(TimmNet(1000, 3)) == parameter_count(timm.create_model("resnet18d")) == 11_708_744
 
 
 def test_classes_and_channels_are_honoured():
@@ -64,7 +66,9 @@ def test_resnet18d_lc_has_e_times_the_spatial_parameters_plus_the_pointwise_ones
     assert len(list(lc_blocks(lc))) == len(spatial)
     spatial_params = sum(conv.weight.numel() for conv in spatial)
     pointwise_params = sum(conv.out_channels * expansion * conv.out_channels for conv in spatial)
-    assert count(lc) == count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
+    assert parameter_count(lc) == (
+        parameter_count(baseline) - spatial_params + expansion * spatial_params + pointwise_params
+    )
 
 
 def resnet18d_lc(dtype: torch.dtype, expansion: int = 8) -> TimmNet:
@@ -79,22 +83,17 @@ def resnet18d_lc(dtype: torch.dtype, expansion: int = 8) -> TimmNet:
     return model.to(dtype)
 
 
-def outputs_and_grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+def resnet18d_outputs_and_grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """[output, grad of every LC spatial and pointwise weight..., grad of the input]."""
-    model.zero_grad()
     x = x.clone().requires_grad_(True)
-    out = model(x)
-    # A fixed random projection makes the loss depend on every output element differently.
-    proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    (out * proj.to(out.dtype)).sum().backward()
-    grads = [w.grad.clone() for _, block in lc_blocks(model) for w in lc_weights(block)]
-    assert len(grads) == 38 and all(grad.norm() > 0 for grad in grads)
-    return [out.detach(), *grads, x.grad]
+    weights = [w for _, block in lc_blocks(model) for w in lc_weights(block)]
+    assert len(weights) == 38
+    return outputs_and_grads(model, x, [*weights, x])
 
 
 def folded_and_explicit(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     explicit = set_lc_form(copy.deepcopy(model), "explicit")
-    return outputs_and_grads(set_lc_form(model, "folded"), x), outputs_and_grads(explicit, x)
+    return resnet18d_outputs_and_grads(set_lc_form(model, "folded"), x), resnet18d_outputs_and_grads(explicit, x)
 
 
 def test_resnet18d_lc_folded_equals_explicit_in_fp64():
@@ -103,14 +102,7 @@ def test_resnet18d_lc_folded_equals_explicit_in_fp64():
     model = resnet18d_lc(torch.float64, expansion=2)
     folded, explicit = folded_and_explicit(model, torch.randn(2, 3, 64, 64, dtype=torch.float64))
     for a, b in zip(folded, explicit, strict=True):
-        assert rel_err(a, b) < 1e-12
-
-
-def replace_relus(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, nn.ReLU):
-            setattr(module, name, nn.GELU())
-        replace_relus(child)
+        assert relative_error(a, b) < 1e-12
 
 
 def replace_kinks(module: nn.Module) -> None:
@@ -134,10 +126,10 @@ def test_resnet18d_lc_folded_is_as_accurate_as_explicit_in_fp32():
     model = resnet18d_lc(torch.float32)
     replace_relus(model)
     x = torch.randn(2, 3, 64, 64)
-    reference = outputs_and_grads(set_lc_form(copy.deepcopy(model).double(), "explicit"), x.double())
+    reference = resnet18d_outputs_and_grads(set_lc_form(copy.deepcopy(model).double(), "explicit"), x.double())
     folded, explicit = folded_and_explicit(model, x)
-    folded_errors = [rel_err(a, ref) for a, ref in zip(folded, reference, strict=True)]
-    explicit_errors = [rel_err(b, ref) for b, ref in zip(explicit, reference, strict=True)]
+    folded_errors = [relative_error(a, ref) for a, ref in zip(folded, reference, strict=True)]
+    explicit_errors = [relative_error(b, ref) for b, ref in zip(explicit, reference, strict=True)]
     assert max(folded_errors) < 3e-5 and max(explicit_errors) < 3e-5  # seen: 1.4e-5 and 1.3e-5
     assert max(folded_errors) < 1.5 * max(explicit_errors)
 
@@ -156,7 +148,7 @@ def test_resnet18d_lc_folded_equals_explicit_in_fp32_with_bn_in_eval_mode():
             nn.init.uniform_(bn.running_var, 0.5, 2.0)
     folded, explicit = folded_and_explicit(model, torch.randn(2, 3, 64, 64))
     for a, b in zip(folded, explicit, strict=True):
-        assert rel_err(a, b) < 1e-5
+        assert relative_error(a, b) < 1e-5
 
 
 def test_every_lc_block_of_resnet18d_folded_equals_explicit_in_fp32():
@@ -177,14 +169,10 @@ def test_every_lc_block_of_resnet18d_folded_equals_explicit_in_fp32():
         results = []
         for form in ("folded", "explicit"):
             set_lc_form(block, form)
-            block.zero_grad()
             x = block_input.clone().requires_grad_(True)
-            out = block(x)
-            proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
-            (out * proj).sum().backward()
-            results.append([out.detach(), *(weight.grad.clone() for weight in lc_weights(block)), x.grad])
+            results.append(outputs_and_grads(block, x, [*lc_weights(block), x]))
         for a, b in zip(*results, strict=True):
-            assert rel_err(a, b) < 1e-5
+            assert relative_error(a, b) < 1e-5
 
 
 @pytest.mark.parametrize("name", FIGURE_1_MODELS)
@@ -220,8 +208,19 @@ def test_every_spatial_filter_grouped_and_depthwise_included_comes_from_the_name
         assert torch.isclose(magnitudes[:, None], allowed[None, :]).any(dim=1).all()
 
 
-def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters()}
+def test_a_seed_gives_the_lc_network_of_the_baseline_converted():
+    # Runs are reproduced from their config and seed: every spatial filter, dense ones included, is
+    # drawn as in the baseline before the LC-Blocks draw their seeds, so every recorded seed keeps its
+    # network (mobilenetv3_small_050 also has depthwise convs, which stay plain).
+    torch.manual_seed(0)
+    lc = TimmNet(10, 3, "mobilenetv3_small_050", expansion=2, init="ternary", lc_form="gram", normalized_lc_step=True)
+    after_lc = torch.get_rng_state()
+    torch.manual_seed(0)
+    expected = TimmNet(10, 3, "mobilenetv3_small_050", init="ternary")
+    convert_to_lc(expected.model, 2, "ternary", "gram", normalized_step=True)
+    assert repr(lc) == repr(expected)  # the blocks' expansion, form and normalized step
+    assert_same_state(lc.state_dict(), expected.state_dict())
+    assert torch.equal(after_lc, torch.get_rng_state())
 
 
 @pytest.mark.parametrize("name", FIGURE_1_MODELS)
@@ -273,19 +272,10 @@ def test_conv2d_same_converts_keeps_its_own_padding_and_folded_equals_explicit()
     reference.load_state_dict(state | {f"{name}.weight": combined_weight(conv) for name, conv in lc_blocks(model)})
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     torch.testing.assert_close(model(x), reference(x), rtol=1e-12, atol=1e-12)
-    folded = outputs_and_grads_of(model, x)
-    explicit = outputs_and_grads_of(set_lc_form(copy.deepcopy(model), "explicit"), x)
+    folded = outputs_and_grads(model, x)
+    explicit = outputs_and_grads(set_lc_form(copy.deepcopy(model), "explicit"), x)
     for a, b in zip(folded, explicit, strict=True):
-        assert rel_err(a, b) < 1e-12
-
-
-def outputs_and_grads_of(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """[output, grad of every LC-Block's S and P] of a model with any number of LC-Blocks."""
-    model.zero_grad()
-    out = model(x)
-    proj = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
-    (out * proj).sum().backward()
-    return [out.detach(), *(w.grad.clone() for _, block in lc_blocks(model) for w in lc_weights(block))]
+        assert relative_error(a, b) < 1e-12
 
 
 def test_std_conv2d_converts_and_standardises_the_combined_weight():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, needs_fashion_mnist
+from helpers.cli import CONFIGS
+from helpers.data import needs_fashion_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 

@@ -1,30 +1,22 @@
-"""The ``slurm_cluster`` fixture: a real two-node SLURM cluster on this machine for the session.
+"""A real two-node SLURM cluster on this machine, as the ``slurm_cluster`` fixture (conftest.py) runs it for the
+session, and a fake ``scontrol`` for runs that requeue themselves without one.
 
-It runs ``scripts/slurm/local_cluster.sh start`` in a temporary directory (munged, slurmctld and
+The fixture runs ``scripts/slurm/local_cluster.sh start`` in a temporary directory (munged, slurmctld and
 two slurmd simulating the nodes n1 and n2, 2 CPUs each, all on 127.0.0.1), yields a
 :class:`SlurmCluster` whose ``env`` makes ``srun``/``sbatch``/``sinfo`` talk to it, and stops it at
 the end of the session, also when a test or the start failed. The daemons' logs stay in
 ``SlurmCluster.dir``. Installing Slurm is not its job (CI runs ``local_cluster.sh install``); where
 the binaries are missing the tests that use it are skipped.
-
-Use it from a test module with ``pytest_plugins = ["slurm_cluster"]`` (this module is importable
-because tests/ is on sys.path, as for ``dataset_files``), then take ``slurm_cluster`` as an argument.
-(``from slurm_cluster import slurm_cluster`` works too, but ruff then flags every test that takes
-it as an argument, F811.)
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "slurm" / "local_cluster.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "local_cluster.sh"
 BINARIES = ("munged", "slurmctld", "slurmd", "srun", "sbatch", "sinfo", "squeue", "scancel")
 # the daemons live in /usr/sbin, which a non-root PATH may lack
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -71,25 +63,17 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _without_slurm_job_variables(environ: dict[str, str]) -> dict[str, str]:
+def without_slurm_job_variables(environ: dict[str, str]) -> dict[str, str]:
     """``environ`` less ``SLURM_*``: inside an outer job (CI on a real cluster) they would send srun there."""
     return {name: value for name, value in environ.items() if not name.startswith("SLURM_")}
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory) -> Iterator[SlurmCluster]:
-    """A two-node SLURM cluster (n1, n2) running for the whole session; see the module docstring."""
-    missing = [binary for binary in BINARIES if shutil.which(binary, path=SEARCH_PATH) is None]
-    if missing:
-        pytest.skip(f"{' '.join(missing)} not installed: run scripts/slurm/local_cluster.sh install")
-    directory = tmp_path_factory.mktemp("slurm")
-    env = _without_slurm_job_variables(dict(os.environ))
-    try:
-        started = subprocess.run(
-            [str(SCRIPT), "start", str(directory)], env=env, capture_output=True, text=True, timeout=120
-        )
-        if started.returncode != 0:
-            pytest.fail(f"local SLURM cluster did not start:\n{started.stderr}", pytrace=False)
-        yield SlurmCluster(directory, {**env, "SLURM_CONF": str(directory / "slurm.conf")})
-    finally:
-        subprocess.run([str(SCRIPT), "stop", str(directory)], env=env, capture_output=True, timeout=120)
+def fake_scontrol(tmp_path: Path, monkeypatch) -> Path:
+    """An ``scontrol`` first on PATH that writes its arguments to the file it returns."""
+    calls = tmp_path / "scontrol-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls

@@ -1,4 +1,5 @@
-"""Callbacks for the multi-process tests (importable by class path), and a bitwise comparison of what they save."""
+"""Callbacks for the multi-process tests that save what each rank holds (importable by class path:
+``helpers.rank_weights.SaveRankWeights``); ``helpers.runs.assert_same_state`` compares what they save."""
 
 from pathlib import Path
 
@@ -39,15 +40,3 @@ class CountAllReducedBytes(Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.per_step, self.directory / f"bytes{trainer.global_rank}.pt")
-
-
-def assert_same_state(state: dict, expected: dict) -> None:
-    """Bitwise the same state dicts, extra states (dicts of tensors and numbers) included."""
-    assert state.keys() == expected.keys()
-    for name, value in expected.items():
-        if isinstance(value, dict):
-            assert_same_state(state[name], value)
-        elif isinstance(value, torch.Tensor):
-            assert torch.equal(state[name], value), name
-        else:
-            assert state[name] == value, name

@@ -1,14 +1,21 @@
-"""Tiny datasets written in the exact on-disk formats torchvision reads."""
+"""Datasets for the tests: tiny ones written in the exact on-disk formats torchvision reads, and where
+Debian's real Fashion-MNIST files are."""
 
 import hashlib
 import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
 from PIL import Image
 from torchvision import datasets
 
+FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"
+needs_fashion_mnist = pytest.mark.skipif(
+    not Path(FASHION_MNIST_DEBIAN).is_dir(), reason="apt-get install dataset-fashion-mnist (.ci/run installs it)"
+)
+"""Marks a test that reads Debian's real Fashion-MNIST files."""
 # Real ImageNet class folder names (WordNet ids); the tiny tree uses the first few.
 IMAGENET_WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361")
 
@@ -76,6 +83,15 @@ def register_checksums(monkeypatch, dataset_class, md5: dict) -> None:
     monkeypatch.setattr(dataset_class, "train_list", [[name, md5[name]] for name, _ in dataset_class.train_list])
     monkeypatch.setattr(dataset_class, "test_list", [[name, md5[name]] for name, _ in dataset_class.test_list])
     monkeypatch.setattr(dataset_class, "meta", {**dataset_class.meta, "md5": md5[dataset_class.meta["filename"]]})
+
+
+def tiny_cifar(root: Path, monkeypatch, dataset_class) -> tuple[Path, dict]:
+    """Write a tiny ``datasets.CIFAR10`` or ``datasets.CIFAR100`` under ``root`` and make torchvision's
+    integrity check expect its files (undone with ``monkeypatch``); returns (root, what was written)."""
+    write = {datasets.CIFAR10: write_cifar10, datasets.CIFAR100: write_cifar100}[dataset_class]
+    written = write(root)
+    register_checksums(monkeypatch, dataset_class, written["md5"])
+    return root, written
 
 
 def write_svhn(root: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> dict:

@@ -1,4 +1,5 @@
-"""Networks that fail on purpose, for the fault tests (importable by class path from configs)."""
+"""Networks that fail on purpose, for the fault tests (importable by class path from configs:
+``helpers.faulty_networks.NaNAfterSteps``)."""
 
 import torch
 

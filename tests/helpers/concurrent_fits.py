@@ -1,13 +1,13 @@
 """Run ``lc-train`` in N processes that start at the same instant, R times over.
 
-    python concurrent_fits.py OUT R N MD5_JSON -- ARGS...
+    PYTHONPATH=tests python -m helpers.concurrent_fits OUT R N MD5_JSON -- ARGS...
 
 This process imports lc-train and runs ``lc-train ARGS`` once (so that the processes start warm,
 within milliseconds of each other), then, for each round r, forks N processes in the working
 directory ``OUT/<r>``, which wait on one pipe until all of them are forked. In ARGS, ``{i}`` is
 replaced by the process's number. Process i writes its stdout, stderr and exit status to
 ``OUT/<r>/<i>.out``, ``<i>.err`` and ``<i>.status``. MD5_JSON holds the md5 sums of the tiny
-CIFAR-10 files the processes read (dataset_files.write_cifar10).
+CIFAR-10 files the processes read (helpers.data.write_cifar10).
 """
 
 import contextlib
@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import dataset_files
 import torch
 from torchvision import datasets
 
+from helpers.data import register_checksums
 from lc_lightning.cli import main
 
 
@@ -57,7 +57,7 @@ def round_of(out: Path, count: int, args: list[str]) -> None:
 if __name__ == "__main__":
     out, rounds, count, md5 = Path(sys.argv[1]).resolve(), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
     args = sys.argv[sys.argv.index("--") + 1 :]
-    dataset_files.register_checksums(SimpleNamespace(setattr=setattr), datasets.CIFAR10, md5)
+    register_checksums(SimpleNamespace(setattr=setattr), datasets.CIFAR10, md5)
     torch.set_num_threads(1)  # many processes share the CPU cores
     (out / "warm").mkdir(parents=True)
     os.chdir(out / "warm")

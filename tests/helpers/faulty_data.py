@@ -1,5 +1,5 @@
-"""A DataModule whose dataset is missing on one rank only, as on a node without the data
-(importable by class path)."""
+"""A DataModule whose dataset is missing on one rank only, as on a node without the data (importable by class
+path: ``helpers.faulty_data.MissingOnOneRank``)."""
 
 from pathlib import Path
 

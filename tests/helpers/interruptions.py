@@ -1,7 +1,7 @@
-"""Callbacks that interrupt a run the way a stopped or requeued job is (importable by class path)."""
+"""Callbacks that interrupt a run the way a stopped or requeued job is (importable by class path:
+``helpers.interruptions.SignalAtStep``)."""
 
 import ctypes
-import hashlib
 import json
 import os
 import signal
@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from lightning import Callback
+
+from helpers.runs import file_hashes
 
 
 class StopAfterEpoch(Callback):
@@ -84,12 +86,7 @@ class FillDiskAtEpoch(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch != self.epoch or trainer.ckpt_path is not None:
             return
-        run = Path(trainer.default_root_dir)
-        hashes = {
-            str(path.relative_to(run)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(run.rglob("*"))
-            if path.is_file()
-        }
+        hashes = file_hashes(Path(trainer.default_root_dir))
         Path(f"{self.filler}.hashes").write_text(json.dumps(hashes))
         disk = os.statvfs(self.filler.parent)
         self.filler.write_bytes(bytes(max(disk.f_bavail * disk.f_frsize - self.leave, 0)))
