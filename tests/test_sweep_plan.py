@@ -7,6 +7,7 @@ command in this process where they need it trained); sbatch, squeue and srun by 
 
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,10 @@ def recording_script(path: Path, calls: Path, first: str = "", then: str = "") -
     to a new numbered file in ``calls``, then runs the shell commands ``then``."""
     calls.mkdir(exist_ok=True)
     path.parent.mkdir(exist_ok=True)
-    record = f'call={calls}/$(ls {calls} | wc -l)\nprintf "%s\\n" "$@" > "$call.partial"\nmv "$call.partial" "$call"\n'
+    folder = shlex.quote(str(calls))
+    record = (
+        f'call={folder}/$(ls {folder} | wc -l)\nprintf "%s\\n" "$@" > "$call.partial"\nmv "$call.partial" "$call"\n'
+    )
     path.write_text(f"#!/bin/sh\n{first}\n{record}{then}\n")
     path.chmod(0o755)
 
@@ -61,7 +65,9 @@ def record_lc_train_commands(tmp_path: Path, monkeypatch) -> Path:
     recording script; the folder of its calls. Any other use of ``sys.executable`` runs this Python."""
     calls = tmp_path / "lc-train-calls"
     interpreter = tmp_path / "fake-python" / "python"
-    recording_script(interpreter, calls, first=f'[ "$1 $2" = "-m lc_lightning.cli" ] || exec {sys.executable} "$@"')
+    recording_script(
+        interpreter, calls, first=f'[ "$1 $2" = "-m lc_lightning.cli" ] || exec {shlex.quote(sys.executable)} "$@"'
+    )
     monkeypatch.setattr(sys, "executable", str(interpreter))
     return calls
 
@@ -167,7 +173,7 @@ def array_task(script: str, sweep_dir: str, index: int, slurm_calls: dict[str, P
     """Run the batch ``script`` of a sweep as array task ``index`` would (its srun recorded): the config file
     of the lc-train command it runs, or None where it ran none."""
     before = len(recorded(slurm_calls["srun"]))
-    environment = {**os.environ, "SLURM_ARRAY_TASK_ID": str(index), "SLURM_CPUS_PER_TASK": "1"}
+    environment = {**os.environ, "SLURM_ARRAY_TASK_ID": str(index)}
     subprocess.run(["bash", script, sweep_dir], env=environment, capture_output=True, timeout=60)
     calls = recorded(slurm_calls["srun"])[before:]
     if not calls:
