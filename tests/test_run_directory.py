@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers.cli import tiny_cifar_args, usage_error
+from helpers.cli import RUN, tiny_cifar_args, usage_error
 from helpers.runs import file_hashes, final_value
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -24,14 +24,13 @@ from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.module import ImageClassifier
 from lc_lightning.run_directory import RunDirectory, RunStatus, write_atomically
 
-RUN_DIR = ("logs", "cifar10_e32", "version_0")
 ANALYSIS = str(Path(__file__).resolve().parent.parent / "configs" / "callbacks" / "analysis.yaml")
 
 
 def test_a_fit_that_ends_normally_is_finished_with_the_last_value_of_every_scalar(tiny_cifar10, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=2")])
-    run_dir = tmp_path.joinpath(*RUN_DIR)
+    run_dir = tmp_path.joinpath(RUN)
     status = RunDirectory(run_dir).status()
     assert (status.state, status.error, status.epoch, status.global_step, status.world_size) == (
         "finished",
@@ -50,7 +49,7 @@ def test_a_fit_that_raises_is_failed_with_its_error(tiny_cifar10, tmp_path, monk
     args = [*tiny_cifar_args(tiny_cifar10[0]), *nan_network, "--trainer.max_epochs=3"]
     args.remove("--model.network.init_args.depth=8")
     usage_error(capsys, "fit", *args)
-    status = RunDirectory(tmp_path.joinpath(*RUN_DIR)).status()
+    status = RunDirectory(tmp_path.joinpath(RUN)).status()
     assert status.state == "failed" and status.epoch == 1 and "val/acc" in status.metrics  # epoch 0's
     assert status.error.startswith(
         "TrainingDivergedError: the training loss is not finite (nan on this rank) at step 7"
@@ -66,7 +65,7 @@ def test_a_sweep_run_that_cannot_be_built_is_failed_with_its_error(
     tiny_cifar10, tmp_path, monkeypatch, capsys, wrong, error
 ):
     monkeypatch.chdir(tmp_path)
-    run = RunDirectory(tmp_path.joinpath(*RUN_DIR))
+    run = RunDirectory(tmp_path.joinpath(RUN))
     run.create("seed_everything: 0\n")  # as lc-sweep creates its runs
     args = tiny_cifar_args(tiny_cifar10[0], wrong, "--trainer.logger.init_args.version=0")
     assert error.partition(": ")[2] in usage_error(capsys, "fit", *args)
@@ -159,10 +158,10 @@ def test_every_file_of_a_run_follows_the_umask(tiny_cifar10, tmp_path, monkeypat
     previous = os.umask(umask)
     try:
         build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1")])
-        build_cli(["validate", f"--ckpt_path={tmp_path.joinpath(*RUN_DIR, 'checkpoints', 'last.ckpt')}"])
+        build_cli(["validate", f"--ckpt_path={tmp_path.joinpath(RUN, 'checkpoints', 'last.ckpt')}"])
     finally:
         os.umask(previous)
-    files = [path for path in tmp_path.joinpath(*RUN_DIR).rglob("*") if path.is_file()]
+    files = [path for path in tmp_path.joinpath(RUN).rglob("*") if path.is_file()]
     assert {"status.json", "config.yaml", "last.ckpt", "hparams.yaml"} <= {path.name for path in files}
     assert {path.relative_to(tmp_path): stat.S_IMODE(path.stat().st_mode) for path in files} == {
         path.relative_to(tmp_path): mode for path in files
@@ -181,7 +180,7 @@ def test_evaluating_a_run_never_changes_its_record_and_starts_from_its_config(
     monkeypatch.chdir(tmp_path)
     overrides = ["--model.network.init_args.expansion=2", "--data.train_subset=24", "--data.val_subset=6"]
     build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=2", "--trainer.callbacks=null", *overrides)])
-    run = RunDirectory(tmp_path.joinpath(*RUN_DIR))
+    run = RunDirectory(tmp_path.joinpath(RUN))
     before = record_hashes(run.path)
     assert {"config.yaml", "hparams.yaml", "status.json", "checkpoints/last.ckpt"} <= set(before)
     ckpt = str(run.checkpoint_dir / "last.ckpt")
@@ -217,7 +216,7 @@ def test_load_from_checkpoint_gives_the_trained_modules_logits_and_optimizer(tin
     args = tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null", *adamw)
     cli = build_cli(["fit", *args])
     trained = cli.model.eval()
-    ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
+    ckpt = tmp_path.joinpath(RUN, "checkpoints", "last.ckpt")
     (group,) = torch.load(ckpt, weights_only=True)["optimizer_states"][0]["param_groups"]
     assert (group["initial_lr"], group["weight_decay"]) == (0.003, 0.05)
     loaded = ImageClassifier.load_from_checkpoint(ckpt).eval()
@@ -255,7 +254,7 @@ def test_starts_that_fail_leave_logs_as_they_were(tiny_cifar10, tmp_path, monkey
     root, _ = tiny_cifar10
     monkeypatch.chdir(tmp_path)
     build_cli(["fit", *tiny_cifar_args(root, "--trainer.max_epochs=1", "--trainer.callbacks=null")])
-    ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
+    ckpt = tmp_path.joinpath(RUN, "checkpoints", "last.ckpt")
     (tmp_path / "torn.ckpt").write_bytes(ckpt.read_bytes()[:1000])
     before = tree(tmp_path / "logs")
     fashion_mnist = "--data=lc_lightning.data.FashionMNISTDataModule"
@@ -284,9 +283,9 @@ def test_a_checkpoint_that_does_not_fit_names_the_config_it_was_trained_with(
 ):
     monkeypatch.chdir(tmp_path)
     build_cli(["fit", *tiny_cifar_args(tiny_cifar10[0], "--trainer.max_epochs=1", "--trainer.callbacks=null")])
-    ckpt = tmp_path.joinpath(*RUN_DIR, "checkpoints", "last.ckpt")
+    ckpt = tmp_path.joinpath(RUN, "checkpoints", "last.ckpt")
     err = usage_error(capsys, "validate", f"--ckpt_path={ckpt}", "--data=lc_lightning.data.FashionMNISTDataModule")
-    config = tmp_path.joinpath(*RUN_DIR, "config.yaml")
+    config = tmp_path.joinpath(RUN, "config.yaml")
     assert f"checkpoint {ckpt} does not fit the model this config builds (" in err
     assert f"It was trained with {config}: validate it with --ckpt_path alone" in err
     assert err.count("\n") == 1
