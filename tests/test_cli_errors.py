@@ -9,10 +9,11 @@ import pytest
 import torch
 from helpers.cli import CONFIGS, printed_config, usage_error
 
-from lc_lightning.cli import FitConfigParser, build_cli, main
+from lc_lightning.cli import build_cli, main
 from lc_lightning.data import CIFAR10DataModule, FashionMNISTDataModule, SVHNDataModule
 from lc_lightning.errors import DownloadError, InvalidArgumentError
 from lc_lightning.optim import PaperSGD
+from lc_lightning.sweep.fit_config import FitConfigParser
 
 FASHION_MNIST_CELL = [
     "--config", str(CONFIGS / "table1" / "base.yaml"),

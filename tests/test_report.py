@@ -14,7 +14,6 @@ from helpers.cli import CONFIGS
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
 
-from lc_lightning.cli import FitConfigParser
 from lc_lightning.report import paper
 from lc_lightning.report.cli import main
 from lc_lightning.report.config import config_value
@@ -22,6 +21,7 @@ from lc_lightning.report.plots import metric_figure, plot_axis
 from lc_lightning.report.results import Stats, read_results
 from lc_lightning.report.table import format_paper, format_stats, markdown_table, sweep_section
 from lc_lightning.run_directory import RunDirectory, RunStatus
+from lc_lightning.sweep.fit_config import FitConfigParser
 from lc_lightning.sweep.grid import Run, Sweep
 
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "PAPER.md"

@@ -157,16 +157,16 @@ def test_a_run_requeued_in_the_middle_of_an_epoch_resumes_with_the_next_batch_bi
 
 def test_a_fit_never_overwrites_an_earlier_run(tmp_path):
     run = RunDirectory(tmp_path / "version_0")
-    assert run.checkpoint_to_resume(None, restarted_by_slurm=False) is None  # a new run
-    assert run.checkpoint_to_resume("last", restarted_by_slurm=False) is None
+    assert run.resume_point(None, world_size=1, restarted_by_slurm=False) is None  # a new run
+    assert run.resume_point("last", world_size=1, restarted_by_slurm=False) is None
     run.checkpoint_dir.mkdir(parents=True)
     (run.checkpoint_dir / "last.ckpt").write_bytes(b"")
     with pytest.raises(InvalidArgumentError, match=r"already holds the checkpoints of a run. Resume it with"):
-        run.checkpoint_to_resume(None, restarted_by_slurm=False)
+        run.resume_point(None, world_size=1, restarted_by_slurm=False)
     last = str(run.checkpoint_dir / "last.ckpt")
-    assert run.checkpoint_to_resume(None, restarted_by_slurm=True) == last  # requeued or preempted
-    assert run.checkpoint_to_resume("last", restarted_by_slurm=False) == last
-    assert run.checkpoint_to_resume("other.ckpt", restarted_by_slurm=False) == "other.ckpt"
+    assert run.resume_point(None, world_size=1, restarted_by_slurm=True) == last  # requeued or preempted
+    assert run.resume_point("last", world_size=1, restarted_by_slurm=False) == last
+    assert run.resume_point("other.ckpt", world_size=1, restarted_by_slurm=False) == "other.ckpt"
 
 
 def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeypatch, capsys):

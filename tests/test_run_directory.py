@@ -19,9 +19,10 @@ from helpers.runs import file_hashes, final_value
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lc_lightning.callbacks import RecordRun
-from lc_lightning.cli import build_cli, main, with_evaluated_run_config
+from lc_lightning.cli import build_cli, main
 from lc_lightning.errors import InvalidArgumentError
 from lc_lightning.module import ImageClassifier
+from lc_lightning.run_arguments import with_evaluated_run_config
 from lc_lightning.run_directory import RunDirectory, RunStatus, write_atomically
 
 ANALYSIS = str(Path(__file__).resolve().parent.parent / "configs" / "callbacks" / "analysis.yaml")

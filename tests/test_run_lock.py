@@ -127,7 +127,7 @@ def test_a_run_that_died_before_its_first_status_is_started_again_with_its_files
     run.write_status(RunStatus("running", epoch=0, global_step=0))  # as training starts; killed at step 300
     (run.path / "events.out.tfevents.1.host.2.0").write_bytes(b"steps 10 ... 300")
     assert run.status().state == "died"
-    assert run.checkpoint_to_resume("last", restarted_by_slurm=False) is None
+    assert run.resume_point("last", world_size=1, restarted_by_slurm=False) is None
     attempt = run.set_aside_earlier_start()
     assert sorted(path.name for path in attempt.iterdir()) == [
         "config.yaml",
@@ -137,5 +137,5 @@ def test_a_run_that_died_before_its_first_status_is_started_again_with_its_files
     assert sorted(path.name for path in run.path.iterdir()) == ["attempt_0", "config.yaml"]
     run.write_status(RunStatus("finished", epoch=1, global_step=2))
     with pytest.raises(InvalidArgumentError, match="finished without a checkpoint to resume; start a new run"):
-        run.checkpoint_to_resume("last", restarted_by_slurm=False)
+        run.resume_point("last", world_size=1, restarted_by_slurm=False)
     assert run.set_aside_earlier_start() is None  # a finished run is never started again

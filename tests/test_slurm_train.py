@@ -16,8 +16,10 @@ from helpers.slurm import wait_until
 from jsonargparse import Namespace
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lc_lightning.cli import build_cli, pin_run_directory, take_layout_from_slurm
+from lc_lightning.cli import build_cli
+from lc_lightning.distributed import take_layout_from_slurm
 from lc_lightning.errors import InvalidArgumentError
+from lc_lightning.run_arguments import pin_run_directory
 from lc_lightning.run_directory import RunDirectory
 
 REPO = Path(__file__).resolve().parent.parent

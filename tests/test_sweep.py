@@ -9,11 +9,11 @@ import pytest
 import yaml
 from helpers.cli import CONFIGS, config_args
 
-from lc_lightning.cli import FitConfigParser
 from lc_lightning.errors import InvalidArgumentError, UserInputError
 from lc_lightning.run_directory import RunDirectory, RunStatus
 from lc_lightning.sweep.cli import main as lc_sweep
 from lc_lightning.sweep.directory import open_sweep_directory, read_sweep_directory
+from lc_lightning.sweep.fit_config import FitConfigParser
 from lc_lightning.sweep.grid import Sweep, load_sweep
 from lc_lightning.sweep.slurm import array_spec, submit_array
 
