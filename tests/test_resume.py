@@ -17,7 +17,7 @@ from helpers.slurm import fake_scontrol
 from lc_lightning.cli import build_cli
 from lc_lightning.data import CIFAR10DataModule
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.run_directory import RunDirectory
+from lc_lightning.run_directory import RunDirectory, RunStatus
 
 
 def assert_same_batches(first, second) -> None:
@@ -167,6 +167,11 @@ def test_a_fit_never_overwrites_an_earlier_run(tmp_path):
     assert run.resume_point(None, world_size=1, restarted_by_slurm=True) == last  # requeued or preempted
     assert run.resume_point("last", world_size=1, restarted_by_slurm=False) == last
     assert run.resume_point("other.ckpt", world_size=1, restarted_by_slurm=False) == "other.ckpt"
+    run.write_status(RunStatus("interrupted", world_size=2))  # another layout sees other batches
+    assert run.resume_point("last", world_size=2, restarted_by_slurm=False) == last
+    for requested, restarted in (("last", False), (None, True)):
+        with pytest.raises(InvalidArgumentError, match=r"trained with 2 processes, this fit has 1: resume it with the"):
+            run.resume_point(requested, world_size=1, restarted_by_slurm=restarted)
 
 
 def test_a_new_fit_from_a_runs_config_is_refused(tiny_cifar10, tmp_path, monkeypatch, capsys):
