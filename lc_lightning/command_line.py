@@ -4,10 +4,8 @@ names, checked so that a malformed one gets one line naming the file, line and c
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from lc_lightning.errors import InvalidArgumentError
-from lc_lightning.sweep.grid import KNOWN_SECTIONS
+from lc_lightning.sweep.grid import KNOWN_SECTIONS, read_yaml
 
 
 def option_value(args: Sequence[str], option: str) -> str | None:
@@ -52,14 +50,7 @@ def _check_yaml(path: Path, seen: set[Path]):
     if path in seen or not path.is_file():
         return None
     seen.add(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise InvalidArgumentError(f"{where}: invalid YAML: {error.problem or error.context}") from None
-    except yaml.YAMLError as error:
-        raise InvalidArgumentError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
+    document = read_yaml(path)
     for value in _strings(document):
         if value.endswith((".yaml", ".yml")):
             _check_yaml(path.parent / value, seen)

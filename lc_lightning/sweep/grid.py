@@ -149,17 +149,24 @@ def value_name(value: Any) -> str:
     return text.replace("/", "-")
 
 
-def _read_grid_file(path: Path) -> dict:
+def read_yaml(path: Path):
+    """The YAML document in the file ``path``; InvalidArgumentError naming the file, line and column where it
+    is not valid YAML. OSError where it cannot be read."""
     try:
-        definition = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise InvalidArgumentError(f"cannot read the grid file {path}: {error.strerror}") from None
+        return yaml.safe_load(path.read_text())
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise InvalidArgumentError(f"{where}: invalid YAML: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
         raise InvalidArgumentError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
+
+
+def _read_grid_file(path: Path) -> dict:
+    try:
+        definition = read_yaml(path)
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot read the grid file {path}: {error.strerror}") from None
     if not isinstance(definition, dict):
         raise InvalidArgumentError(f"{path}: a grid file is a mapping with the keys {sorted(KNOWN_SECTIONS)}")
     unknown = set(definition) - KNOWN_SECTIONS
