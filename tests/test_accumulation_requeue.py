@@ -1,13 +1,12 @@
 """A requeue under gradient accumulation saves after an optimizer step, never in the middle of an accumulation
 window: the requeued run resumes to bitwise the weights and losses of the uninterrupted run."""
 
-import json
 import os
 import signal
 
 import pytest
 import torch
-from helpers.cli import SMALL, tiny_cifar_args
+from helpers.cli import SMALL, added_callback, tiny_cifar_args
 from helpers.runs import assert_same_training
 from helpers.slurm import fake_scontrol
 from lightning import Callback
@@ -18,11 +17,6 @@ from lc_lightning.run_directory import RunDirectory
 # 14 training images in batches of 2, 3 to a window: optimizer steps after batches 2, 5 and 6 (a partial window)
 ACCUMULATE = 3
 TINY = [*SMALL, "--model.network.init_args.width=4", "--data.train_subset=14", "--data.batch_size=2"]
-
-
-def added_callback(class_path: str, **init_args) -> str:
-    """The lc-train option that adds the callback ``class_path`` with ``init_args`` to the trainer's."""
-    return f"--trainer.callbacks+={json.dumps({'class_path': class_path, 'init_args': init_args})}"
 
 
 class SignalAtBatch(Callback):

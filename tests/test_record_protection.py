@@ -4,10 +4,9 @@ and resumes it rather than starting it over."""
 
 import json
 
-from helpers.cli import RUN, SMALL, lc_train_output, tiny_cifar_args
+from helpers.cli import RUN, SMALL, added_callback, lc_train_output, tiny_cifar_args
 from helpers.runs import file_hashes
-from test_accumulation_requeue import added_callback
-from test_sweep_plan import record_lc_train_commands, recorded, sweep_output, tiny_config, trained
+from helpers.sweeps import record_lc_train_commands, recorded, sweep_output, tiny_config, trained
 
 from lc_lightning.run_directory import RunDirectory
 

@@ -6,10 +6,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from helpers.cli import SMALL, lc_train_output, tiny_cifar_args
+from helpers.cli import SMALL, added_callback, lc_train_output, tiny_cifar_args
 from helpers.runs import step_values
 from lightning import Callback
-from test_accumulation_requeue import added_callback
 
 from lc_lightning.run_directory import RunDirectory
 

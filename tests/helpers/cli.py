@@ -1,6 +1,7 @@
 """Running lc-train for the tests: the arguments of the configs and of tiny runs, the installed script in a
 subprocess, and lc-train in this process with its exit status and what it wrote."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,8 @@ def lc_train(capsys, *args: str) -> tuple[int, str]:
     """Run lc-train in this process; its exit status and the last line it wrote to stderr."""
     status, _, err = lc_train_output(capsys, *args)
     return status, (err.strip().splitlines() or [""])[-1]
+
+
+def added_callback(class_path: str, **init_args) -> str:
+    """The lc-train option that adds the callback ``class_path`` with ``init_args`` to the trainer's."""
+    return f"--trainer.callbacks+={json.dumps({'class_path': class_path, 'init_args': init_args})}"
