@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from helpers.cli import tiny_cifar_args
 
@@ -31,6 +32,7 @@ def start_together(out: Path, rounds: int, count: int, md5: dict, args: list[str
     return [[result(out / str(r), i) for i in range(count)] for r in range(rounds)]
 
 
+@pytest.mark.slow
 def test_fits_started_together_with_one_name_get_a_directory_each(tiny_cifar10, tmp_path):
     root, written = tiny_cifar10
     lr = "0.0{i}5"  # process i's own learning rate tells whose each file is
@@ -59,6 +61,7 @@ def test_fits_started_together_with_one_name_get_a_directory_each(tiny_cifar10, 
         assert names == {f"version_{n}" for n in range(10)}, number
 
 
+@pytest.mark.slow
 def test_fits_started_together_with_one_given_version_leave_that_run_to_the_first(tiny_cifar10, tmp_path):
     """The others stop with one line and leave the directory as the first one makes it: none removes it."""
     root, written = tiny_cifar10

@@ -203,6 +203,7 @@ def test_invalid_loader_arguments_are_rejected(kwargs):
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_fashion_mnist_from_the_debian_package():
     data = FashionMNISTDataModule(data_dir=FASHION_MNIST_DEBIAN, batch_size=1000, num_workers=0)
     data.setup("fit")

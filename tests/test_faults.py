@@ -36,6 +36,7 @@ def another_filesystem(path: Path) -> Path | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_writing_never_leaves_a_torn_checkpoint(tmp_path, monkeypatch):
     # Temporary files go to another filesystem than the checkpoint: a writer that writes one there
     # and moves it over the checkpoint copies it into place, and a kill during the copy tears the
@@ -112,6 +113,7 @@ def test_a_nan_loss_stops_training_naming_the_step_and_no_checkpoint_after_it_is
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_a_dataset_missing_on_one_ddp_process_stops_every_process_with_its_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))  # helpers.faulty_data

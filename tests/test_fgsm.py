@@ -124,6 +124,7 @@ def test_during_fit_it_runs_every_n_epochs_and_on_the_last(tmp_path):
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_under_ddp_the_value_is_that_of_the_whole_validation_set(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fgsm.yaml").write_text(

@@ -142,6 +142,7 @@ def test_a_gram_run_requeued_in_the_middle_of_an_epoch_resumes_bitwise(tiny_cifa
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_two_ddp_processes_keep_identical_gram_blocks_and_exchange_the_baselines_gradients(tmp_path, monkeypatch):
     """2 gloo processes, E = 64: every LC-Block's tracked products bitwise equal on both ranks at the end, and the
     gradients all-reduced per step are those of the baseline network's parameters (nothing grows with E)."""

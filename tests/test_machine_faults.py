@@ -126,6 +126,7 @@ def test_a_gpu_the_machine_lacks_is_one_line_and_the_status_of_a_sweeps_run_says
     assert run.config_text() == "seed_everything: 0\n"
 
 
+@pytest.mark.slow
 def test_a_native_crash_leaves_a_status_that_says_the_process_died_with_its_stack(
     tiny_cifar10, tmp_path, monkeypatch, capsys
 ):

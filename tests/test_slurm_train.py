@@ -105,6 +105,7 @@ def submit_train_sbatch(slurm_cluster, tmp_path, options: list[str], args: list[
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_a_layout_mismatch_exits_at_once_with_a_clear_error(slurm_cluster, tmp_path):
     start = time.monotonic()
     run = slurm_cluster.run(

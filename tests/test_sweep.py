@@ -206,6 +206,7 @@ def grid_runs(grid: Path, tmp_path: Path, parser: FitConfigParser) -> dict[str, 
             for run in directory.runs}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_grids_of_tables_1_2_and_figure_1_run_exactly_the_hand_written_cells(tmp_path, parser):
     modes = {(None, False): "baseline", (128, False): "lc_learnable", (128, True): "lc_frozen"}
     table1 = grid_runs(CONFIGS / "grids" / "table1.yaml", tmp_path, parser)
@@ -251,6 +252,7 @@ FIGURE_AXES = {
 
 
 @pytest.mark.parametrize("figure", FIGURE_AXES)
+@pytest.mark.slow
 def test_figure_grids_change_only_their_axes_of_the_cifar10_base(figure, tmp_path, parser):
     base = printed(parser, ["--config", str(CONFIGS / "sweeps" / "base.yaml")])
     sweep = load_sweep(CONFIGS / "grids" / f"{figure}.yaml", [], [])
