@@ -139,7 +139,7 @@ class ImageClassifier(LightningModule):
         logits = self(images)
         return logits, targets, F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
 
-    def _evaluation_step(self, batch, stage: str, metrics: nn.ModuleDict) -> torch.Tensor:
+    def _evaluation_step(self, batch, stage: str, metrics: nn.ModuleDict) -> None:
         """Add the batch to ``stage``'s loss (``_log_evaluation_loss``) and metrics, which combine the processes'
         counts at the epoch's end."""
         logits, targets, loss = self._step(batch)
@@ -148,17 +148,18 @@ class ImageClassifier(LightningModule):
         for name, metric in metrics.items():
             metric(logits, targets)
             self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "acc")
-        return loss
 
     def _start_evaluation_loss(self) -> None:
         self._evaluation_loss_sums = torch.zeros(2, device=self.device)  # the images' losses summed, the images
 
-    def _log_evaluation_loss(self, stage: str) -> None:
-        """Log ``stage``/loss, the mean over every image the processes evaluated: their sums, added up once.
-        (Lightning's ``sync_dist`` averages the processes' image counts as integers, which truncates where
+    def _log_evaluation_loss(self, stage: str) -> torch.Tensor:
+        """Log and return ``stage``/loss, the mean over every image the processes evaluated: their sums, added up
+        once. (Lightning's ``sync_dist`` averages the processes' image counts as integers, which truncates where
         the processes' shares differ in size.)"""
         total, count = self.trainer.strategy.reduce(self._evaluation_loss_sums, reduce_op="sum")
-        self.log(f"{stage}/loss", total / count, prog_bar=True)
+        loss = total / count
+        self.log(f"{stage}/loss", loss, prog_bar=True)
+        return loss
 
     def _log_training_step(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
         """Log train/loss and train/acc of the global batch: the processes' sums of losses, right answers and
@@ -195,20 +196,19 @@ class ImageClassifier(LightningModule):
     def on_validation_epoch_start(self) -> None:
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self._loss_check.flush()  # a training loss still to be read comes first
-        self._validation_finite = torch.ones((), dtype=torch.bool, device=self.device)
         self._start_evaluation_loss()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        loss = self._evaluation_step(batch, "val", self.val_metrics)
-        self._validation_finite &= torch.isfinite(loss)  # on the device: read once, at the epoch's end
+        self._evaluation_step(batch, "val", self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
         """In a fit, a validation loss that is not finite on any process stops training before the epoch's
-        checkpoint is written: the epoch's last steps broke the weights after its last finite training loss."""
-        self._log_evaluation_loss("val")
+        checkpoint is written: the epoch's last steps broke the weights after its last finite training loss.
+        (The loss every process logs is that of all of them, so they all decide alike.)"""
+        loss = self._log_evaluation_loss("val")
         if self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
             return
-        if not self.trainer.strategy.reduce_boolean_decision(bool(self._validation_finite), all=True):
+        if not torch.isfinite(loss):
             raise diverged_in_validation(self.global_step, self.current_epoch)
 
     def on_test_epoch_start(self) -> None:
