@@ -31,14 +31,15 @@ def command_line_to_parse(args: list[str]) -> tuple[list[str], RunDirectory | No
         read_checkpoint(Path(ckpt_path))  # says which file to give instead, before the parser asks for more
     check_config_files(args)
     args = with_runs_where_they_are(args)
-    with_run = with_evaluated_run_config(args)
-    if with_run is None:
+    evaluation = with_evaluated_run_config(args)
+    if evaluation is None:
         return args, None
+    with_run, evaluated = evaluation
     try:
         check_config_files(with_run)  # the user's own passed above: the run's config
     except InvalidArgumentError as error:
         raise InvalidArgumentError(f"{error} ({RUN_S_CONFIG})") from None
-    return with_run, RunDirectory.containing(Path(ckpt_path))
+    return with_run, evaluated
 
 
 def parse_error_line(
@@ -61,10 +62,10 @@ def config_text(parser: ArgumentParser, config: Namespace, subcommand: str) -> s
     return yaml.safe_dump(dumped[subcommand], sort_keys=False, allow_unicode=True)
 
 
-def with_evaluated_run_config(args: list[str]) -> list[str] | None:
+def with_evaluated_run_config(args: list[str]) -> tuple[list[str], RunDirectory] | None:
     """``args`` of ``lc-train validate`` or ``test`` with the config of the run whose checkpoint
-    ``--ckpt_path`` names put first, so that the user's own configs and options apply on top of it;
-    None for other arguments (another subcommand, no --ckpt_path, a checkpoint outside any run).
+    ``--ckpt_path`` names put first, so that the user's own configs and options apply on top of it, and that
+    run; None for other arguments (another subcommand, no --ckpt_path, a checkpoint outside any run).
     The run's process layout is not taken over: the evaluation runs on this machine's devices (or
     the SLURM task layout), as any --trainer.devices and --trainer.num_nodes given say."""
     stages = [index for index, arg in enumerate(args) if arg in EVALUATION_STAGES]
@@ -78,7 +79,7 @@ def with_evaluated_run_config(args: list[str]) -> list[str] | None:
     if run is None:
         return None
     run_config = ["--config", str(run.config_file), "--trainer.devices=auto", "--trainer.num_nodes=1"]
-    return [*args[: first + 1], *run_config, *args[first + 1 :]]
+    return [*args[: first + 1], *run_config, *args[first + 1 :]], run
 
 
 def with_runs_where_they_are(args: list[str]) -> list[str]:

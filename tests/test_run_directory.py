@@ -297,10 +297,14 @@ def test_an_evaluation_starts_from_the_runs_config_on_this_machines_devices(tmp_
     run.create("trainer: {devices: 4, num_nodes: 2}\n")  # trained on two nodes of 4 GPUs
     ckpt = str(run.checkpoint_dir / "last.ckpt")
     own = ["--config", str(run.config_file), "--trainer.devices=auto", "--trainer.num_nodes=1"]
-    assert with_evaluated_run_config(["test", "--ckpt_path", ckpt, "--trainer.devices=1"]) == [
-        "test", *own, "--ckpt_path", ckpt, "--trainer.devices=1",
-    ]  # fmt: skip
-    assert with_evaluated_run_config(["validate", f"--ckpt_path={ckpt}"]) == ["validate", *own, f"--ckpt_path={ckpt}"]
+    assert with_evaluated_run_config(["test", "--ckpt_path", ckpt, "--trainer.devices=1"]) == (
+        ["test", *own, "--ckpt_path", ckpt, "--trainer.devices=1"],
+        run,
+    )
+    assert with_evaluated_run_config(["validate", f"--ckpt_path={ckpt}"]) == (
+        ["validate", *own, f"--ckpt_path={ckpt}"],
+        run,
+    )
     assert with_evaluated_run_config(["fit", f"--ckpt_path={ckpt}"]) is None
     assert with_evaluated_run_config(["validate", f"--ckpt_path={tmp_path / 'elsewhere.ckpt'}"]) is None
 
