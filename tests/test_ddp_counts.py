@@ -9,7 +9,6 @@ every test of this file.
 """
 
 import hashlib
-import json
 import pickle
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +25,7 @@ from torchvision import datasets
 
 from lc_lightning.cli import build_cli
 from lc_lightning.data import CIFAR10DataModule
+from lc_lightning.run_directory import RunDirectory
 
 TRAIN_IMAGES, EVAL_IMAGES = 40, 13
 GLOBAL_BATCH = 8
@@ -160,12 +160,8 @@ def torch_loader_runs(cifar, tmp_path_factory) -> dict[int, tuple[Path, Path]]:
     return {devices: fit_and_test(root, devices, "torch", directory) for devices in (1, 2)}
 
 
-def status(run: Path) -> dict:
-    return json.loads((run / "status.json").read_text())
-
-
 def status_metrics(run: Path) -> dict[str, float]:
-    return status(run)["metrics"]
+    return RunDirectory(run).status().metrics
 
 
 def assert_same_values(values: dict, expected: dict) -> None:
@@ -179,7 +175,7 @@ def test_training_logs_the_loss_and_accuracy_of_the_global_batch(torch_loader_ru
     are those one process logs for the same 8 images: the two processes' halves are combined (a process
     that logs its own half, as Lightning does without a sync, logs other values)."""
     (one, _), (two, _) = torch_loader_runs[1], torch_loader_runs[2]
-    assert (status(one)["world_size"], status(two)["world_size"]) == (1, 2)
+    assert (RunDirectory(one).status().world_size, RunDirectory(two).status().world_size) == (1, 2)
     for tag in ("train/loss_step", "train/acc_step", "train/loss_epoch", "train/acc_epoch"):
         expected = step_values(one, tag)
         assert len(expected) == (EPOCHS * TRAIN_IMAGES // GLOBAL_BATCH if tag.endswith("step") else EPOCHS)
