@@ -8,15 +8,13 @@ split has an odd number of images (13: 7 + 6 over two processes). One fit and on
 every test of this file.
 """
 
-import hashlib
-import pickle
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers.data import register_checksums
+from helpers.data import register_checksums, write_cifar10
 from helpers.loaders import cpu_trainer, epoch_batches, window_offsets
 from helpers.runs import step_values
 from lightning import Callback
@@ -77,40 +75,20 @@ class RecordBatches(Callback):
         torch.save(self.batches, self.directory / f"{trainer.state.fn.value}_rank{trainer.global_rank}.pt")
 
 
-def write_learnable_cifar10(root: Path) -> dict:
-    """A CIFAR-10 in the real pickle format (``root/cifar-10-batches-py``) that a tiny network learns in a few
-    steps: labels 0..7, whose three bits brighten the R, G and B planes of random noise. Returns the test
-    split's (N, 3, 32, 32) uint8 images, the train split's, and the md5 sums of the files."""
-    rng = np.random.default_rng(0)
-    folder = root / datasets.CIFAR10.base_folder
-    folder.mkdir(parents=True)
-    md5, images = {}, {"train": [], "test": []}
-
-    def write(name: str, entry: dict) -> None:
-        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
-        md5[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
-
-    per_batch = TRAIN_IMAGES // 5
-    for name, split, size in [(f"data_batch_{i}", "train", per_batch) for i in range(1, 6)] + [
-        ("test_batch", "test", EVAL_IMAGES)
-    ]:
-        labels = rng.integers(0, 8, size)
-        planes = rng.integers(0, 160, (size, 3, 1024)) + 90 * ((labels[:, None, None] >> np.arange(3)[:, None]) & 1)
-        data = planes.reshape(size, 3072).astype(np.uint8)
-        write(name, {"batch_label": name.encode(), "labels": labels.tolist(), "data": data, "filenames": [b"x"] * size})
-        images[split].append(torch.from_numpy(data).view(size, 3, 32, 32))
-    write("batches.meta", {"label_names": [f"class_{i}" for i in range(10)], "num_cases_per_batch": per_batch})
-    return {"train": torch.cat(images["train"]), "test": torch.cat(images["test"]), "md5": md5}
+def as_images(split: list[tuple[np.ndarray, list[int]]]) -> torch.Tensor:
+    """The (N, 3, 32, 32) uint8 images of a split write_cifar10 wrote."""
+    return torch.cat([torch.from_numpy(data).view(-1, 3, 32, 32) for data, _ in split])
 
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    """(root, written) of write_learnable_cifar10, torchvision's integrity check expecting its files."""
+    """(root, written) of a CIFAR-10 the tiny network learns (write_cifar10), torchvision's integrity check
+    expecting its files; ``written`` holds the "train" and "test" images as (N, 3, 32, 32) uint8 tensors."""
     root = tmp_path_factory.mktemp("learnable_cifar")
-    written = write_learnable_cifar10(root)
+    written = write_cifar10(root, train_per_batch=TRAIN_IMAGES // 5, test=EVAL_IMAGES, learnable=True)
     with pytest.MonkeyPatch.context() as monkeypatch:
         register_checksums(monkeypatch, datasets.CIFAR10, written["md5"])
-        yield root, written
+        yield root, {split: as_images(written[split]) for split in ("train", "test")}
 
 
 def lc_train_args(root: Path, devices: int, loader: str, records: Path) -> list[str]:

@@ -29,12 +29,14 @@ def _pickle(path: Path, entry: dict) -> str:
     return _md5(path)
 
 
-def write_cifar10(root: Path, train_per_batch: int = 8, test: int = 10, seed: int = 0) -> dict:
+def write_cifar10(root: Path, train_per_batch: int = 8, test: int = 10, seed: int = 0, learnable: bool = False) -> dict:
     """Write ``root/cifar-10-batches-py`` (5 train batches, a test batch, ``batches.meta``).
 
     Pixels are random uint8 in the pickles' row layout (N, 3072: R plane, G plane, B plane);
-    labels cycle through 0..9. Returns the arrays written, for comparison, and the md5 sums
-    of the files, which ``datasets.CIFAR10`` checks (see ``register_checksums``).
+    labels cycle through 0..9. With ``learnable``, a tiny network learns them in a few steps instead:
+    random labels 0..7, whose three bits brighten the R, G and B planes of the noise. Returns the arrays
+    written, for comparison, and the md5 sums of the files, which ``datasets.CIFAR10`` checks (see
+    ``register_checksums``).
     """
     rng = np.random.default_rng(seed)
     folder = root / datasets.CIFAR10.base_folder
@@ -43,8 +45,14 @@ def write_cifar10(root: Path, train_per_batch: int = 8, test: int = 10, seed: in
     names = [(f"data_batch_{i}", "train", train_per_batch) for i in range(1, 6)] + [("test_batch", "test", test)]
     offset = 0
     for name, split, size in names:
-        data = rng.integers(0, 256, size=(size, 3072), dtype=np.uint8)
-        labels = [(offset + i) % 10 for i in range(size)]
+        if learnable:
+            labels = rng.integers(0, 8, size)
+            bits = (labels[:, None, None] >> np.arange(3)[:, None]) & 1
+            data = (rng.integers(0, 160, (size, 3, 1024)) + 90 * bits).reshape(size, 3072).astype(np.uint8)
+            labels = labels.tolist()
+        else:
+            data = rng.integers(0, 256, size=(size, 3072), dtype=np.uint8)
+            labels = [(offset + i) % 10 for i in range(size)]
         offset += size
         entry = {"batch_label": name.encode(), "labels": labels, "data": data, "filenames": [b"x.png"] * size}
         written["md5"][name] = _pickle(folder / name, entry)
